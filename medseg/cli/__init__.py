@@ -1,0 +1,1 @@
+"""The `medseg` command line. Each command lives in its own module under `medseg.cli`."""

@@ -1,0 +1,1 @@
+"""DICOM reading and writing."""
