@@ -1,0 +1,144 @@
+"""Per-frame geometry and rescale values from single-frame and enhanced multi-frame datasets.
+
+A `Frame` is one 2D image plane: a single-frame file holds one, an enhanced multi-frame file one per
+frame (geometry from the Shared/Per-frame Functional Groups). Everything here is in DICOM's LPS+.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from medseg.errors import GeometryError, InputError
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image plane: where it is, how its pixels map to mm, and how stored values become real ones."""
+
+    path: Path
+    index: int  # frame number inside the file (0 for single-frame files)
+    multi_frame: bool
+    position: np.ndarray  # ImagePositionPatient, LPS mm, centre of the first pixel
+    orientation: np.ndarray  # ImageOrientationPatient: row direction (3) then column direction (3)
+    pixel_spacing: tuple[float, float]  # (between rows, between columns) in mm
+    rows: int
+    columns: int
+    slope: float
+    intercept: float
+    sop_instance_uid: str
+    temporal_position: int | None  # TemporalPositionIdentifier / TemporalPositionIndex
+    acquisition_number: int | None
+    slice_thickness: float | None
+
+    @property
+    def where(self) -> str:
+        """How to name this frame in a message: the file, and the frame number for multi-frame files."""
+        return _where(self.path, self.index, self.multi_frame)
+
+    @property
+    def normal(self) -> np.ndarray:
+        """Unit slice normal (row direction × column direction)."""
+        normal = np.cross(self.orientation[:3], self.orientation[3:])
+        return normal / np.linalg.norm(normal)
+
+
+def sop_instance_uid(ds: pydicom.Dataset) -> str:
+    """SOPInstanceUID, or the file meta's copy when an anonymiser blanked the dataset's one."""
+    uid = str(ds.get("SOPInstanceUID", "") or "")
+    if not uid and hasattr(ds, "file_meta"):
+        uid = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
+    return uid
+
+
+def is_enhanced(ds: pydicom.Dataset) -> bool:
+    """True for multi-frame datasets that describe each frame in functional groups."""
+    return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+
+
+def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
+    """The frames of one dataset, with their geometry; raises GeometryError when it is missing."""
+    if is_enhanced(ds):
+        return [_enhanced_frame(ds, path, i) for i in range(int(ds.get("NumberOfFrames", 1) or 1))]
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputError(path, "multi-frame image without functional groups: frame positions are unknown")
+    return [_frame(ds, ds, ds, ds, path, 0, ds)]
+
+
+def _frame(
+    position: pydicom.Dataset | None,
+    orientation: pydicom.Dataset | None,
+    measures: pydicom.Dataset | None,
+    rescale: pydicom.Dataset | None,
+    path: Path,
+    index: int,
+    ds: pydicom.Dataset,
+    temporal_position: int | None = None,
+) -> Frame:
+    multi_frame = is_enhanced(ds)
+    where = _where(path, index, multi_frame)
+    ipp = position.get("ImagePositionPatient") if position is not None else None
+    iop = orientation.get("ImageOrientationPatient") if orientation is not None else None
+    spacing = measures.get("PixelSpacing") if measures is not None else None
+    for name, value in (
+        ("ImagePositionPatient", ipp),
+        ("ImageOrientationPatient", iop),
+        ("PixelSpacing", spacing),
+    ):
+        if value is None or len(value) == 0:
+            raise GeometryError(where, f"no {name}: the slice cannot be placed in the patient")
+    iop = np.asarray(iop, dtype=np.float64)
+    if iop.shape != (6,) or not np.isclose(np.linalg.norm(np.cross(iop[:3], iop[3:])), 1.0, atol=1e-3):
+        raise GeometryError(where, f"ImageOrientationPatient {list(iop)} is not two orthogonal unit vectors")
+    if temporal_position is None and ds.get("TemporalPositionIdentifier") is not None:
+        temporal_position = int(ds.TemporalPositionIdentifier)
+    thickness = measures.get("SliceThickness") if measures is not None else None
+    return Frame(
+        path=path,
+        index=index,
+        multi_frame=multi_frame,
+        position=np.asarray(ipp, dtype=np.float64),
+        orientation=iop,
+        pixel_spacing=(float(spacing[0]), float(spacing[1])),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        slope=float(rescale.get("RescaleSlope", 1.0) or 1.0) if rescale is not None else 1.0,
+        intercept=float(rescale.get("RescaleIntercept", 0.0) or 0.0) if rescale is not None else 0.0,
+        sop_instance_uid=sop_instance_uid(ds),
+        temporal_position=temporal_position,
+        acquisition_number=None if ds.get("AcquisitionNumber") is None else int(ds.AcquisitionNumber),
+        slice_thickness=None if thickness is None else float(thickness),
+    )
+
+
+def _where(path: Path, index: int, multi_frame: bool) -> str:
+    return f"{path} frame {index + 1}" if multi_frame else str(path)
+
+
+def _functional_group(ds: pydicom.Dataset, index: int, name: str) -> pydicom.Dataset | None:
+    """The item of functional group `name` for frame `index`: per-frame first, then shared."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and index < len(per_frame) and name in per_frame[index]:
+        return per_frame[index][name][0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared is not None and len(shared) and name in shared[0]:
+        return shared[0][name][0]
+    return None
+
+
+def _enhanced_frame(ds: pydicom.Dataset, path: Path, index: int) -> Frame:
+    content = _functional_group(ds, index, "FrameContentSequence")
+    temporal = content.get("TemporalPositionIndex") if content is not None else None
+    return _frame(
+        _functional_group(ds, index, "PlanePositionSequence"),
+        _functional_group(ds, index, "PlaneOrientationSequence"),
+        _functional_group(ds, index, "PixelMeasuresSequence"),
+        _functional_group(ds, index, "PixelValueTransformationSequence"),
+        path,
+        index,
+        ds,
+        temporal_position=None if temporal is None else int(temporal),
+    )

@@ -1,0 +1,91 @@
+"""read_series against SimpleITK on real series, and on written series with known geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from dicom_factory import ct_image, shuffle_names, write_series
+
+from medseg.io.dicom import read_series
+
+LPS_FLIP = np.array([-1.0, -1.0, 1.0])
+
+
+def sitk_series(folder):
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def assert_matches_sitk(image, reference: sitk.Image) -> None:
+    """Same voxels and the same physical grid as SimpleITK's reading (LPS converted to RAS by hand)."""
+    np.testing.assert_allclose(image.origin, np.array(reference.GetOrigin()) * LPS_FLIP, atol=1e-4)
+    np.testing.assert_allclose(image.spacing, reference.GetSpacing(), rtol=1e-5)
+    direction = np.array(reference.GetDirection()).reshape(3, 3) * LPS_FLIP[:, None]
+    np.testing.assert_allclose(image.direction, direction, atol=1e-5)
+    np.testing.assert_array_equal(image.array, sitk.GetArrayFromImage(reference).transpose())
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "totalseg_ct_mr_examples/example_ct_dicom",
+        "brain_mri_dicom_hippocrop/Study1/13_HCropVolume",
+        "brain_mri_dicom_hippocrop/Study3/37830-T2reg-78532",
+        "dcmqi_ct3slice_seg/ct-3slice",
+    ],
+)
+def test_real_series_match_simpleitk(datasets_dir, relative):
+    folder = datasets_dir / relative
+    image = read_series(folder)
+    assert_matches_sitk(image, sitk_series(folder))
+    assert image.meta["number_of_slices"] == image.shape[2] == len(image.meta["sop_instance_uids"])
+    assert image.array.dtype == np.int16
+
+
+def test_meta_carries_uids_in_slice_order_and_no_patient_data(datasets_dir):
+    folder = datasets_dir / "brain_mri_dicom_hippocrop" / "Study3" / "36468-FLAIRreg-58706"
+    image = read_series(folder)
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in folder.iterdir()]
+    assert image.meta["modality"] == "MR"
+    assert image.meta["series_instance_uid"] == headers[0].SeriesInstanceUID
+    assert image.meta["study_instance_uid"] == headers[0].StudyInstanceUID
+    assert image.meta["frame_of_reference_uid"] == headers[0].FrameOfReferenceUID
+    assert image.meta["series_description"] == headers[0].SeriesDescription
+    assert not any("patient" in key.lower() for key in image.meta)
+    assert str(headers[0].PatientID) not in repr(image.meta)
+    # SOP instance UIDs follow the slice positions along the normal (here +z), not the file names
+    z = {str(ds.SOPInstanceUID): float(ds.ImagePositionPatient[2]) for ds in headers}
+    positions = [z[uid] for uid in image.meta["sop_instance_uids"]]
+    assert positions == sorted(positions) and len(positions) == len(headers)
+
+
+def test_blank_sop_instance_uids_fall_back_to_file_meta(datasets_dir):
+    folder = datasets_dir / "totalseg_ct_mr_examples" / "example_ct_dicom"
+    image = read_series(folder)
+    assert image.meta["modality"] == "CT"
+    metas = {
+        str(pydicom.dcmread(p, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
+        for p in folder.iterdir()
+    }
+    assert set(image.meta["sop_instance_uids"]) == metas
+
+
+def test_written_series_with_shuffled_names_round_trips(tmp_path):
+    original = ct_image()
+    paths = write_series(original, tmp_path / "series")
+    shuffle_names(paths)
+    image = read_series(tmp_path / "series")
+    assert image.same_grid(original, atol_mm=1e-4)
+    np.testing.assert_array_equal(image.array, original.array)
+    assert_matches_sitk(image, sitk_series(tmp_path / "series"))
+
+
+def test_list_of_files_reads_the_same_as_the_folder(tmp_path):
+    original = ct_image(seed=3)
+    paths = write_series(original, tmp_path / "series")
+    image = read_series(list(reversed(paths)))
+    np.testing.assert_array_equal(image.array, original.array)
+    assert image.same_grid(original, atol_mm=1e-4)
