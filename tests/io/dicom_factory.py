@@ -49,3 +49,35 @@ def shuffle_names(paths: list[Path], seed: int = 1) -> list[Path]:
     for temporary, target in zip(renamed, final, strict=True):
         temporary.rename(target)
     return final
+
+
+def ramp_image(shape: tuple[int, int, int], affine: np.ndarray) -> ScalarImage:
+    """Values linear in RAS+ world position (whole HU at every voxel centre of `affine`'s grid is not
+    needed): lets a resampled image be checked against the same formula at its own voxel centres."""
+    index = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), axis=-1).reshape(-1, 3)
+    world = np.c_[index, np.ones(len(index))] @ affine.T
+    return ScalarImage(ramp(world[:, :3]).reshape(shape).astype(np.float32), affine)
+
+
+def ramp(world: np.ndarray) -> np.ndarray:
+    """The linear function of RAS+ position used by `ramp_image`."""
+    return 2.0 * world[:, 0] - 3.0 * world[:, 1] + 5.0 * world[:, 2]
+
+
+def write_non_image(path: Path, sop_class: str, modality: str, study_uid: str) -> Path:
+    """A minimal valid non-image object (SR, PDF, KO...) without pixel data."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = modality
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
