@@ -1,0 +1,85 @@
+"""Read one case record (see `medseg.data.datasets`) into images and a label map on one grid.
+
+Images come back as float32 `ScalarImage` (datasets mix uint8 and float32 files); labels as integer
+`LabelMap` (float label files holding whole numbers are cast; anything else is refused). A label in
+another orientation than its image (e.g. a NIfTI y-flipped relative to its DICOM series) is reoriented
+exactly; after that, image and label must share their grid or a `GeometryError` names both files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medseg.errors import ConfigError, GeometryError, InputError
+from medseg.io.dicom.series import read_series
+from medseg.io.image import Image, LabelMap, ScalarImage
+from medseg.io.png import binarize_mask, is_png_file, read_png
+from medseg.io.resample import reorient
+from medseg.io.seg import read_seg
+from medseg.io.volume import is_volume_file, read_volume
+
+#: A DICOM SEG label file ends like this (a DICOM series is a folder).
+SEG_SUFFIX = ".dcm"
+
+
+def channel_paths(record: dict) -> list[Path]:
+    """The image path(s) of a record, one per channel."""
+    image = record["image"]
+    return [Path(p) for p in (image if isinstance(image, list) else [image])]
+
+
+def _read(path: Path, kind: type[Image]) -> Image:
+    try:
+        if path.is_dir():
+            return read_series(path)
+        if is_png_file(path):
+            return read_png(path, kind)
+        if is_volume_file(path):
+            return read_volume(path, kind)
+    except ValueError as error:  # read_volume/as_label report bad files and non-integer labels this way
+        raise InputError(path, str(error).removeprefix(f"{path}: ")) from None
+    raise InputError(path, "unsupported file type (use NIfTI/NRRD/MHA, PNG/JPEG or a DICOM folder)")
+
+
+def _describe(image: Image) -> str:
+    spacing, origin = np.round(image.spacing, 4).tolist(), np.round(image.origin, 3).tolist()
+    return f"shape {image.shape}, spacing {spacing}, origin {origin}"
+
+
+def _check_grid(image: Image, image_path: Path, other: Image, other_path: Path) -> None:
+    if not image.same_grid(other):
+        raise GeometryError(
+            other_path,
+            f"grid ({_describe(other)}) does not match image {image_path} ({_describe(image)})",
+        )
+
+
+def load_case_channels(record: dict) -> tuple[list[ScalarImage], LabelMap]:
+    """All image channels (float32) and the label map of `record`, checked to share one grid."""
+    paths = channel_paths(record)
+    images = [_read(path, ScalarImage) for path in paths]
+    for image, path in zip(images[1:], paths[1:], strict=True):
+        _check_grid(images[0], paths[0], image, path)
+    images = [ScalarImage(im.array.astype(np.float32, copy=False), im.affine, im.meta) for im in images]
+
+    label_path = Path(record["label"])
+    if label_path.suffix.lower() == SEG_SUFFIX:
+        label = read_seg(label_path, reference=images[0])
+    else:
+        label = _read(label_path, LabelMap)
+    if record.get("label_threshold") is not None:
+        label = binarize_mask(label, float(record["label_threshold"]))
+    if label.orientation != images[0].orientation:
+        label = reorient(label, images[0].orientation)
+    _check_grid(images[0], paths[0], label, label_path)
+    return images, label
+
+
+def load_case(record: dict) -> tuple[ScalarImage, LabelMap]:
+    """The single-channel image (float32) and the label map of `record`, on the same grid."""
+    if len(channel_paths(record)) != 1:
+        raise ConfigError(f"case {record.get('id')!r} has several channels; use load_case_channels")
+    images, label = load_case_channels(record)
+    return images[0], label
