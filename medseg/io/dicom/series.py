@@ -137,6 +137,8 @@ def _meta(ds: pydicom.Dataset, stack: Stack, slices: int, skipped: int) -> dict[
         "number_of_slices": slices,
         "source": "dicom",
     }
+    if stack.frames[0].multi_frame:
+        meta["frame_numbers"] = [f.index + 1 for f in stack.frames]  # 1-based, as DICOM references frames
     if stack.repairs:
         meta["repairs"] = list(stack.repairs)
     if stack.notes:
