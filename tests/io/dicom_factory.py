@@ -81,3 +81,39 @@ def write_non_image(path: Path, sop_class: str, modality: str, study_uid: str) -
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_radiograph(
+    path: Path,
+    stored: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    pixel_spacing: list[float] | None = None,
+    imager_spacing: list[float] | None = None,
+    window: tuple[float, float] | None = None,
+) -> Path:
+    """A DX For Presentation image of unsigned 12-bit `stored` values, shape (rows, columns)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if pixel_spacing:
+        ds.PixelSpacing = pixel_spacing
+    if imager_spacing:
+        ds.ImagerPixelSpacing = imager_spacing
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
