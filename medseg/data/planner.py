@@ -1,0 +1,242 @@
+"""Turn a dataset fingerprint into a training plan (plans.json), in the spirit of nnU-Net's planner.
+
+Every heuristic is a named class attribute of `Planner` with the reason next to it, and every decision
+is a small method, so a subclass (or a person editing plans.json) can change one thing at a time:
+
+* `target_spacing`: the median spacing; for anisotropic data the coarse axis gets a finer percentile.
+* `pool_counts`: how often the network may halve each axis (not below a minimum feature map size, and
+  not an axis much coarser than the finest one, so anisotropic voxels become roughly isotropic first).
+* `patch_size`: the median image size at the target spacing, rounded up to what the network divides,
+  then shrunk along its longest physical axis until it fits the voxel budget.
+* `batch_size`: as many patches as fit the batch voxel budget, but not more than a small share of the
+  dataset, and at least `MIN_BATCH_SIZE`.
+* `normalization`: per channel, chosen from the modality: CT clips to the foreground 0.5-99.5
+  percentiles and z-scores with the foreground mean/std of the whole dataset; MR z-scores each case on
+  its own; X-ray maps each case's 0.5-99.5 percentiles to 0-1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from medseg.errors import ConfigError, InputError
+from medseg.utils.atomic import write_text_atomic
+
+#: Version of the plans.json layout; bump when a field changes meaning.
+PLAN_VERSION = 1
+
+#: Normalisation schemes understood by `medseg.data.presets`.
+NORMALIZATION_SCHEMES = ("ct", "zscore", "percentile", "window")
+
+
+@dataclass
+class Plan:
+    """What training and inference need to preprocess and patch a dataset (stored as plans.json)."""
+
+    dataset: dict[str, Any]
+    dim: int
+    #: Orientation codes every case is turned to first (3D); None leaves 2D images as they are.
+    orientation: str | None
+    target_spacing: list[float]
+    patch_size: list[int]
+    batch_size: int
+    #: Times the network halves each axis; patch sizes are multiples of 2**pool_counts.
+    pool_counts: list[int]
+    #: One dict per channel: {"modality", "scheme", ...scheme parameters}.
+    normalization: list[dict[str, Any]]
+    interpolation: dict[str, str] = field(default_factory=lambda: {"image": "linear", "label": "nearest"})
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    heuristics: dict[str, Any] = field(default_factory=dict)
+    version: int = PLAN_VERSION
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.dataset.get("labels", {}).items()}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes including background (largest label + 1)."""
+        return max(self.label_names, default=1) + 1
+
+
+class Planner:
+    """Propose a `Plan` from a fingerprint (see the module docstring). Override attributes or methods."""
+
+    #: An axis whose spacing is this many times the finest one makes the dataset anisotropic (nnU-Net: 3).
+    ANISOTROPY_RATIO: ClassVar[float] = 3.0
+    #: ...and it counts only if the coarse axis also has this many times fewer voxels than the others.
+    ANISOTROPY_SIZE_RATIO: ClassVar[float] = 3.0
+    #: Percentile of the spacings used for the coarse axis of anisotropic data (finer than the median, so
+    #: the typical thick-slice case is not squashed further).
+    COARSE_AXIS_PERCENTILE: ClassVar[float] = 10.0
+    #: Voxels in one patch that the network and a batch of a few fit comfortably (about nnU-Net's default
+    #: 3D patch of 128^3, and a 2D patch of 512^2).
+    PATCH_VOXEL_BUDGET: ClassVar[dict[int, int]] = {2: 512 * 512, 3: 128**3}
+    #: Voxels in one whole batch (patches x batch size).
+    BATCH_VOXEL_BUDGET: ClassVar[dict[int, int]] = {2: 12 * 512 * 512, 3: 2 * 128**3}
+    #: A batch should not show more than this share of all the dataset's voxels (nnU-Net: 5%).
+    MAX_BATCH_DATASET_FRACTION: ClassVar[float] = 0.05
+    MIN_BATCH_SIZE: ClassVar[int] = 2
+    #: The network never halves an axis more often than this...
+    MAX_POOLINGS: ClassVar[int] = 5
+    #: ...nor below this many voxels in its smallest feature map.
+    MIN_FEATURE_MAP_SIZE: ClassVar[int] = 4
+    #: An axis is halved only while its spacing is at most this many times the finest axis spacing.
+    POOLING_SPACING_RATIO: ClassVar[float] = 2.0
+    #: Modality names (upper case) and the normalisation scheme each gets; unknown ones get z-score.
+    MODALITY_SCHEMES: ClassVar[dict[str, str]] = {
+        "CT": "ct",
+        **dict.fromkeys(
+            ("MR", "MRI", "T1", "T1W", "T1C", "T2", "T2W", "FLAIR", "PD", "ADC", "DWI"), "zscore"
+        ),
+        **dict.fromkeys(("XRAY", "X-RAY", "CXR", "DX", "CR", "XR", "RADIOGRAPH"), "percentile"),
+    }
+    DEFAULT_SCHEME: ClassVar[str] = "zscore"
+    #: Per-case percentiles (in %) mapped to 0 and 1 by the X-ray scheme.
+    PERCENTILE_RANGE: ClassVar[tuple[float, float]] = (0.5, 99.5)
+
+    def __init__(self, fingerprint: dict[str, Any]) -> None:
+        self.fingerprint = fingerprint
+        self.dim = int(fingerprint["dim"])
+        self.spacings = np.asarray(fingerprint["spacings"], dtype=np.float64)
+        self.shapes = np.asarray(fingerprint["shapes"], dtype=np.float64)
+
+    def target_spacing(self) -> list[float]:
+        """Median spacing; the coarse axis of anisotropic data gets `COARSE_AXIS_PERCENTILE` instead."""
+        target = np.median(self.spacings, axis=0)
+        median_shape = np.median(self.shapes, axis=0)
+        coarse = int(np.argmax(target))
+        others = [axis for axis in range(self.dim) if axis != coarse]
+        anisotropic_spacing = target[coarse] > self.ANISOTROPY_RATIO * target[others].max()
+        few_slices = median_shape[coarse] * self.ANISOTROPY_SIZE_RATIO < median_shape[others].min()
+        if anisotropic_spacing and few_slices:
+            finer = np.percentile(self.spacings[:, coarse], self.COARSE_AXIS_PERCENTILE)
+            target[coarse] = max(finer, target[others].max())  # never finer than the in-plane axes
+        return [float(s) for s in target]
+
+    def median_shape_at(self, spacing: list[float]) -> np.ndarray:
+        """Median image shape after resampling every case to `spacing`."""
+        return np.median(self.shapes * self.spacings / np.asarray(spacing), axis=0)
+
+    def pool_counts(self, patch_size: list[int], spacing: list[float]) -> list[int]:
+        """Times each axis is halved (`MAX_POOLINGS`, `MIN_FEATURE_MAP_SIZE`, `POOLING_SPACING_RATIO`)."""
+        size = np.asarray(patch_size, dtype=np.float64)
+        current = np.asarray(spacing, dtype=np.float64)
+        counts = np.zeros(self.dim, dtype=int)
+        for _ in range(self.MAX_POOLINGS):
+            pool = (current <= self.POOLING_SPACING_RATIO * current.min()) & (
+                size / 2 >= self.MIN_FEATURE_MAP_SIZE
+            )
+            if not pool.any():
+                break
+            counts += pool
+            size = np.where(pool, size / 2, size)
+            current = np.where(pool, current * 2, current)
+        return counts.tolist()
+
+    def patch_size(self, spacing: list[float]) -> list[int]:
+        """Cover the median image, rounded up to multiples of the network's divisor, within the budget."""
+        patch = [max(self.MIN_FEATURE_MAP_SIZE, math.ceil(n)) for n in self.median_shape_at(spacing)]
+        while True:
+            divisors = [2**count for count in self.pool_counts(patch, spacing)]
+            patch = [math.ceil(n / d) * d for n, d in zip(patch, divisors, strict=True)]
+            if math.prod(patch) <= self.PATCH_VOXEL_BUDGET[self.dim]:
+                return patch
+            extent_mm = np.asarray(patch) * np.asarray(spacing)
+            axis = int(np.argmax(np.where(np.asarray(patch) > divisors, extent_mm, -1)))
+            patch[axis] -= divisors[axis]
+
+    def batch_size(self, patch_size: list[int]) -> int:
+        """Patches per batch: the batch voxel budget, capped by a share of the dataset, at least the min."""
+        patch_voxels = math.prod(patch_size)
+        by_budget = self.BATCH_VOXEL_BUDGET[self.dim] // patch_voxels
+        dataset_voxels = float(np.prod(self.shapes, axis=1).sum())
+        by_dataset = int(self.MAX_BATCH_DATASET_FRACTION * dataset_voxels // patch_voxels)
+        return int(max(self.MIN_BATCH_SIZE, min(by_budget, by_dataset)))
+
+    def normalization(self, channel: dict[str, Any]) -> dict[str, Any]:
+        """The normalisation of one channel from its fingerprint intensity statistics and modality."""
+        modality = str(channel.get("modality", "unknown"))
+        scheme = self.MODALITY_SCHEMES.get(modality.upper(), self.DEFAULT_SCHEME)
+        if scheme == "ct" and "mean" not in channel:
+            raise ConfigError(
+                f"channel {channel['channel']}: CT normalisation needs foreground voxels; none found"
+            )
+        if scheme == "ct":
+            return {
+                "modality": modality,
+                "scheme": "ct",
+                "clip_low": channel["percentile_00_5"],
+                "clip_high": channel["percentile_99_5"],
+                "mean": channel["mean"],
+                "std": max(channel["std"], 1e-8),
+            }
+        if scheme == "percentile":
+            low, high = self.PERCENTILE_RANGE
+            return {"modality": modality, "scheme": "percentile", "lower": low, "upper": high}
+        return {"modality": modality, "scheme": "zscore", "nonzero": False}
+
+    def heuristics(self) -> dict[str, Any]:
+        """The settings used (for this dimension), recorded in the plan so a plan says how it was made."""
+        used = {}
+        for name in dir(type(self)):
+            value = getattr(self, name)
+            if name.isupper() and name != "MODALITY_SCHEMES":
+                used[name] = value[self.dim] if isinstance(value, dict) else value
+        return used
+
+    def plan(self, dataset_info: dict[str, Any]) -> Plan:
+        """The full plan; `dataset_info` (name, source, labels, modalities...) is stored as given."""
+        spacing = self.target_spacing()
+        patch = self.patch_size(spacing)
+        summary = {key: value for key, value in self.fingerprint.items() if key not in ("spacings", "shapes")}
+        return Plan(
+            dataset=dataset_info,
+            dim=self.dim,
+            orientation="RAS" if self.dim == 3 else None,
+            target_spacing=spacing,
+            patch_size=patch,
+            batch_size=self.batch_size(patch),
+            pool_counts=self.pool_counts(patch, spacing),
+            normalization=[self.normalization(channel) for channel in self.fingerprint["intensity"]],
+            fingerprint=summary,
+            heuristics=self.heuristics(),
+        )
+
+
+def save_plan(plan: Plan, path: str | os.PathLike) -> Path:
+    """Write `plan` as indented, human-editable JSON (atomically)."""
+    return write_text_atomic(path, json.dumps(asdict(plan), indent=2) + "\n")
+
+
+def load_plan(path: str | os.PathLike) -> Plan:
+    """Read plans.json, checking the fields training relies on."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        plan = Plan(**raw)
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(path, f"cannot read plan ({error})") from None
+    except TypeError as error:
+        raise InputError(path, f"not a medseg plan ({error})") from None
+    if plan.version != PLAN_VERSION:
+        raise InputError(path, f"plan version {plan.version}; this medseg reads version {PLAN_VERSION}")
+    for name in ("target_spacing", "patch_size", "pool_counts"):
+        if len(getattr(plan, name)) != plan.dim:
+            raise InputError(path, f"{name} must have {plan.dim} values, got {getattr(plan, name)}")
+    for axis, (size, count) in enumerate(zip(plan.patch_size, plan.pool_counts, strict=True)):
+        if size % 2**count:
+            raise InputError(path, f"patch_size[{axis}] = {size} is not divisible by 2**{count}")
+    for channel in plan.normalization:
+        if channel.get("scheme") not in NORMALIZATION_SCHEMES:
+            raise InputError(
+                path, f"normalization scheme {channel.get('scheme')!r}; use {NORMALIZATION_SCHEMES}"
+            )
+    return plan
