@@ -33,6 +33,8 @@ SAME_POSITION_MM = 1e-3
 SPACING_TOLERANCE = 0.01
 #: Largest in-plane offset (mm) of a slice origin from the line through the first one, before it is a tilt.
 IN_PLANE_TOLERANCE_MM = 0.01
+#: Shear angles above this are not a gantry tilt (scanners tilt up to about 30 degrees) but a broken stack.
+MAX_TILT_DEGREES = 45.0
 #: Slice spacing used for a single-slice series without SliceThickness (mm); flagged in meta.
 DEFAULT_SLICE_SPACING_MM = 1.0
 
@@ -171,6 +173,12 @@ def _check_tilt(stack: Stack, allowed: bool) -> None:
             "the positions do not form one stack",
         )
     angle = float(np.degrees(np.arctan(np.linalg.norm(per_mm))))
+    if angle > MAX_TILT_DEGREES:
+        raise GeometryError(
+            stack.frames[-1].where,
+            f"slice origins move {np.linalg.norm(shift[-1]):.2f} mm in-plane over {distance[-1]:.2f} mm "
+            f"({angle:.1f} degrees, more than any gantry tilt): the positions do not form one stack",
+        )
     if not allowed:
         raise GeometryError(
             stack.frames[0].path.parent,
