@@ -19,6 +19,8 @@ from medseg.errors import MedsegError
 #: Modules that implement one sub-command each, in the order `medseg --help` lists them.
 COMMAND_MODULES = [
     "medseg.cli.bench",
+    "medseg.cli.info",
+    "medseg.cli.convert",
     "medseg.cli.plan",
 ]
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel.orientations
 import numpy as np
 import pydicom
 
@@ -20,6 +21,7 @@ from medseg.errors import MedsegError
 from medseg.io.dicom.files import SkippedFile, list_files, read_datasets, split_images
 from medseg.io.dicom.frames import frames_of
 from medseg.io.dicom.geometry import assemble
+from medseg.io.image import LPS_TO_RAS
 
 #: A slice normal within this angle of a patient axis counts as axial, coronal or sagittal.
 PLANE_ANGLE_DEGREES = 15.0
@@ -42,6 +44,12 @@ class SeriesInfo:
     columns: int
     problem: str | None  # why the series cannot be read as a volume, or None
     files: list[Path] = field(repr=False)
+    affine: np.ndarray | None = field(default=None, repr=False)  # RAS+ grid when the geometry is valid
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape the series reads to: (columns, rows, slices)."""
+        return (self.columns, self.rows, self.number_of_slices)
 
     def summary(self) -> dict[str, object]:
         """JSON-ready description."""
@@ -55,6 +63,7 @@ class SeriesInfo:
             "rows": self.rows,
             "columns": self.columns,
             "problem": self.problem,
+            **(grid_summary(self.shape, self.affine) if self.affine is not None else {}),
         }
 
 
@@ -143,14 +152,26 @@ def plane_name(orientation: np.ndarray) -> str:
     return "oblique"
 
 
+def grid_summary(shape: tuple[int, ...], affine: np.ndarray) -> dict[str, object]:
+    """Shape, spacing, orientation codes and affine of a grid, JSON-ready."""
+    spacing = np.linalg.norm(affine[:3, : len(shape)], axis=0)
+    return {
+        "shape": list(shape),
+        "spacing": [round(float(v), 6) for v in spacing],
+        "orientation_codes": "".join(nibabel.orientations.aff2axcodes(affine)[: len(shape)]),
+        "affine": [[round(float(v), 6) for v in row] for row in affine],
+    }
+
+
 def _describe(uid: str, items: list[tuple[Path, pydicom.Dataset]]) -> SeriesInfo:
     first = items[0][1]
-    problem, orientation, slices = None, "unknown", 0
+    problem, orientation, slices, affine = None, "unknown", 0, None
     try:
         frames = [frame for path, ds in items for frame in frames_of(ds, path)]
         slices = len(frames)
         orientation = plane_name(frames[0].orientation)
-        slices = len(assemble(frames).frames)
+        stack = assemble(frames)
+        slices, affine = len(stack.frames), LPS_TO_RAS @ stack.affine_lps
     except MedsegError as error:
         problem = str(error)
     return SeriesInfo(
@@ -165,4 +186,5 @@ def _describe(uid: str, items: list[tuple[Path, pydicom.Dataset]]) -> SeriesInfo
         columns=int(first.Columns),
         problem=problem,
         files=[path for path, _ in items],
+        affine=affine,
     )

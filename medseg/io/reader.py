@@ -1,0 +1,75 @@
+"""`read_image`: one entry point that reads any supported input by looking at the path.
+
+- a folder: the DICOM series in it (an InputError lists the series when there are several);
+- a DICOM file (``.dcm`` or any file with the DICOM preamble): a DICOM SEG as a `LabelMap`, a
+  multi-frame image as a volume, a single frame as a 2D image;
+- ``.nii``, ``.nii.gz``, ``.nrrd``, ``.mha``...: `medseg.io.volume.read_volume`;
+- ``.png``, ``.jpg``: `medseg.io.png.read_png`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pydicom
+
+from medseg.errors import InputError
+from medseg.io.dicom import read_dicom_image, read_series
+from medseg.io.image import Image, LabelMap, ScalarImage
+from medseg.io.png import is_png_file, read_png
+from medseg.io.sitk_bridge import as_label
+from medseg.io.volume import is_volume_file, read_volume
+
+#: Byte offset and value of the DICOM file preamble marker.
+DICOM_MAGIC_OFFSET, DICOM_MAGIC = 128, b"DICM"
+#: SOP Class UID of DICOM Segmentation objects.
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True for a ``.dcm`` file or any file that starts with the DICOM preamble."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    with path.open("rb") as file:
+        file.seek(DICOM_MAGIC_OFFSET)
+        return file.read(len(DICOM_MAGIC)) == DICOM_MAGIC
+
+
+def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Image:
+    """Read `path` as `kind` (`ScalarImage` or `LabelMap`); see the module docstring for the formats."""
+    path = Path(path)
+    if path.is_dir():
+        return _as_kind(read_series(path), kind)
+    if not path.is_file():
+        raise InputError(path, "no such file or folder")
+    if is_volume_file(path):
+        try:
+            return read_volume(path, kind)
+        except (ValueError, FileNotFoundError) as error:
+            raise InputError(None, str(error)) from None
+    if is_png_file(path):
+        return read_png(path, kind)
+    if is_dicom_file(path):
+        return _read_dicom_file(path, kind)
+    raise InputError(
+        path, "unsupported file type; expected a DICOM folder or file, NIfTI, NRRD, MHA, PNG or JPEG"
+    )
+
+
+def _read_dicom_file(path: Path, kind: type[Image]) -> Image:
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as error:  # pydicom raises many types for broken files
+        raise InputError(path, f"unreadable DICOM file ({type(error).__name__})") from None
+    if str(header.get("SOPClassUID", "")) == SEG_SOP_CLASS:
+        from medseg.io.seg import read_seg  # imports highdicom, slow: only when needed
+
+        return read_seg(path)
+    if int(header.get("NumberOfFrames", 1) or 1) > 1:
+        return _as_kind(read_series([path]), kind)
+    return _as_kind(read_dicom_image(path), kind)
+
+
+def _as_kind(image: Image, kind: type[Image]) -> Image:
+    return as_label(image) if kind is LabelMap else image
