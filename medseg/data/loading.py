@@ -56,14 +56,19 @@ def _check_grid(image: Image, image_path: Path, other: Image, other_path: Path) 
         )
 
 
-def load_case_channels(record: dict) -> tuple[list[ScalarImage], LabelMap]:
-    """All image channels (float32) and the label map of `record`, checked to share one grid."""
+def load_images(record: dict) -> list[ScalarImage]:
+    """The image channels of `record` as float32, checked to share one grid (no label needed)."""
     paths = channel_paths(record)
     images = [_read(path, ScalarImage) for path in paths]
     for image, path in zip(images[1:], paths[1:], strict=True):
         _check_grid(images[0], paths[0], image, path)
-    images = [ScalarImage(im.array.astype(np.float32, copy=False), im.affine, im.meta) for im in images]
+    return [ScalarImage(im.array.astype(np.float32, copy=False), im.affine, im.meta) for im in images]
 
+
+def load_case_channels(record: dict) -> tuple[list[ScalarImage], LabelMap]:
+    """All image channels (float32) and the label map of `record`, checked to share one grid."""
+    paths = channel_paths(record)
+    images = load_images(record)
     label_path = Path(record["label"])
     if label_path.suffix.lower() == SEG_SUFFIX:
         label = read_seg(label_path, reference=images[0])

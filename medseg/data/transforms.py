@@ -1,0 +1,97 @@
+"""MONAI-style transforms that MONAI lacks, each an array transform plus a thin dictionary wrapper.
+
+* `LoadMedsegImaged`: read a case record with medseg's readers into MetaTensors (instead of MONAI's
+  LoadImage, which logs an nvImageCodec warning each time it is built and knows no DICOM SEG).
+* `ClipZScore` / `ClipZScored`: clip to fixed bounds, then z-score with fixed mean/std (CT with
+  dataset-wide foreground statistics, as nnU-Net does).
+* `PerChannel` / `PerChanneld`: apply a different transform to each channel (mixed modalities).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+
+from medseg.data.loading import load_case_channels, load_images
+from medseg.data.metatensor import image_to_metatensor
+
+
+class LoadMedsegImaged(Transform):
+    """Replace the paths under `image_key` (and `label_key`, if present) by channel-first MetaTensors.
+
+    The input is a case record (see `medseg.data.datasets`); images become float32, the label one
+    integer channel on the same grid. Other keys pass through unchanged.
+    """
+
+    def __init__(self, image_key: str = "image", label_key: str = "label") -> None:
+        self.image_key = image_key
+        self.label_key = label_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        out = dict(data)
+        record = {"image": data[self.image_key], "id": data.get("id")}
+        if data.get(self.label_key) is None:
+            out[self.image_key] = image_to_metatensor(load_images(record))
+            return out
+        record.update(label=data[self.label_key], label_threshold=data.get("label_threshold"))
+        images, label = load_case_channels(record)
+        out[self.image_key] = image_to_metatensor(images)
+        out[self.label_key] = image_to_metatensor(label)
+        return out
+
+
+class ClipZScore(Transform):
+    """``(clip(x, low, high) - mean) / std`` with fixed values (e.g. from a plan)."""
+
+    def __init__(self, low: float, high: float, mean: float, std: float) -> None:
+        if not low < high or std <= 0:
+            raise ValueError(f"need low < high and std > 0, got {low}, {high}, {std}")
+        self.low, self.high, self.mean, self.std = low, high, mean, std
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        return (img.float().clamp(self.low, self.high) - self.mean) / self.std
+
+
+class ClipZScored(MapTransform):
+    """Dictionary wrapper of `ClipZScore`."""
+
+    def __init__(self, keys: KeysCollection, low: float, high: float, mean: float, std: float) -> None:
+        super().__init__(keys)
+        self.transform = ClipZScore(low, high, mean, std)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            out[key] = self.transform(out[key])
+        return out
+
+
+class PerChannel(Transform):
+    """Apply ``transforms[c]`` to channel c of a channel-first tensor (one transform per channel)."""
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if img.shape[0] != len(self.transforms):
+            raise ValueError(f"{len(self.transforms)} channel transforms for {img.shape[0]} channels")
+        channels = [transform(img[c : c + 1]) for c, transform in enumerate(self.transforms)]
+        return torch.cat(channels)
+
+
+class PerChanneld(MapTransform):
+    """Dictionary wrapper of `PerChannel`."""
+
+    def __init__(self, keys: KeysCollection, transforms: Sequence[Transform]) -> None:
+        super().__init__(keys)
+        self.transform = PerChannel(transforms)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            out[key] = self.transform(out[key])
+        return out
