@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -89,3 +90,35 @@ def test_list_of_files_reads_the_same_as_the_folder(tmp_path):
     image = read_series(list(reversed(paths)))
     np.testing.assert_array_equal(image.array, original.array)
     assert image.same_grid(original, atol_mm=1e-4)
+
+
+def test_totalsegmentator_labels_line_up_with_the_ct_series_in_physical_space(datasets_dir):
+    """The label map is stored on a y-flipped grid; SimpleITK resamples it onto medseg's CT grid."""
+    root = datasets_dir / "totalseg_ct_mr_examples"
+    ct = read_series(root / "example_ct_dicom")
+    grid = sitk.Image(
+        [int(n) for n in ct.shape], sitk.sitkUInt8
+    )  # medseg's CT grid, written out by hand in LPS
+    grid.SetOrigin([float(v) for v in ct.origin * LPS_FLIP])
+    grid.SetSpacing([float(v) for v in ct.spacing])
+    grid.SetDirection([float(v) for v in (ct.direction * LPS_FLIP[:, None]).ravel()])
+    label_path = root / "example_seg_dicom.nii.gz"
+    resampled = sitk.Resample(
+        sitk.ReadImage(str(label_path)), grid, sitk.Transform(), sitk.sitkNearestNeighbor
+    )
+    labels = sitk.GetArrayFromImage(resampled).transpose()
+
+    # voxel for voxel: the index map between the two grids (from nibabel's affine) is a pure y flip
+    nifti = nib.load(label_path)
+    index_map = np.linalg.inv(nifti.affine) @ ct.affine
+    np.testing.assert_allclose(
+        index_map, [[1, 0, 0, 0], [0, -1, 0, 511], [0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-6
+    )
+    stored = np.asarray(nifti.dataobj)
+    np.testing.assert_array_equal(labels, stored[:, ::-1, :])
+
+    # anatomy: spleen (1) and liver (5) lie on soft-tissue HU, which the raw unflipped array does not
+    soft_tissue = (ct.array > -100) & (ct.array < 250)
+    for label in (1, 5):
+        assert soft_tissue[labels == label].mean() > 0.99
+    assert soft_tissue[stored == 1].mean() < 0.9  # the same check catches a grid mix-up
