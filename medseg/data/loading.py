@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import ConfigError, GeometryError, InputError
-from medseg.io.dicom.series import read_series
 from medseg.io.image import Image, LabelMap, ScalarImage
-from medseg.io.png import binarize_mask, is_png_file, read_png
+from medseg.io.png import binarize_mask
+from medseg.io.reader import read_image
 from medseg.io.resample import reorient
 from medseg.io.seg import read_seg
-from medseg.io.volume import is_volume_file, read_volume
 
 #: A DICOM SEG label file ends like this (a DICOM series is a folder).
 SEG_SUFFIX = ".dcm"
@@ -32,15 +31,11 @@ def channel_paths(record: dict) -> list[Path]:
 
 def _read(path: Path, kind: type[Image]) -> Image:
     try:
-        if path.is_dir():
-            return read_series(path)
-        if is_png_file(path):
-            return read_png(path, kind)
-        if is_volume_file(path):
-            return read_volume(path, kind)
-    except ValueError as error:  # read_volume/as_label report bad files and non-integer labels this way
-        raise InputError(path, str(error).removeprefix(f"{path}: ")) from None
-    raise InputError(path, "unsupported file type (use NIfTI/NRRD/MHA, PNG/JPEG or a DICOM folder)")
+        return read_image(path, kind)
+    except InputError as error:
+        if error.path is None:  # some readers report the problem without the file: name it here
+            raise InputError(path, error.problem.removeprefix(f"{path}: ")) from None
+        raise
 
 
 def _describe(image: Image) -> str:

@@ -13,6 +13,7 @@ from medseg.data.datasets import open_dataset, read_image_folders, read_manifest
 from medseg.data.loading import load_case, load_case_channels
 from medseg.errors import ConfigError, GeometryError, InputError
 from medseg.io.sitk_bridge import affine_from_sitk
+from medseg.io.volume import read_volume, write_volume
 
 #: The two float32 label files and some uint8 images of msd_hippocampus (see its PROVENANCE.md).
 HIPPOCAMPUS_SAMPLE = [
@@ -153,3 +154,12 @@ def _series(folder):
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
     return reader.Execute()
+
+
+def test_fractional_label_values_are_refused_naming_the_file(tmp_path, datasets_dir):
+    image_path = datasets_dir / "msd_hippocampus" / "imagesTr" / "hippocampus_001.nii.gz"
+    image = read_volume(image_path)
+    soft = image.with_array(np.full(image.shape, 0.5, dtype=np.float32))
+    label_path = write_volume(soft, tmp_path / "soft.nii.gz")
+    with pytest.raises(InputError, match=r"soft\.nii\.gz: label values must be whole numbers"):
+        load_case({"id": "x", "image": str(image_path), "label": str(label_path)})
