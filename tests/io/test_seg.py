@@ -75,3 +75,14 @@ def test_misplaced_or_wrong_inputs_refused(dcmqi, ct):
 
     with pytest.raises(InputError, match=r"01\.dcm: not a readable DICOM SEG"):
         read_seg(dcmqi / "ct-3slice" / "01.dcm")
+
+
+def test_seg_on_series_read_by_medseg(dcmqi):
+    from medseg.io.dicom import read_series
+
+    series = read_series(dcmqi / "ct-3slice")
+    labels = read_seg(dcmqi / "liver.dcm", series)
+    assert labels.same_grid(series) and len(series.meta["sop_instance_uids"]) == 3
+    nrrd = sitk.ReadImage(str(dcmqi / "liver_seg.nrrd"))
+    placed = sitk.Resample(nrrd, to_sitk(series), sitk.Transform(), sitk.sitkNearestNeighbor)
+    np.testing.assert_array_equal(labels.array, sitk.GetArrayFromImage(placed).T)
