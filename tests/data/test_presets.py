@@ -126,3 +126,23 @@ def test_window_and_clip_zscore_arrays_and_bad_entries():
         normalizer({"scheme": "ct", "mean": 0.0})
     with pytest.raises(ConfigError, match="unknown"):
         normalizer({"scheme": "minmax"})
+
+
+def test_2d_spacing_change_inverts_onto_the_png_grid(datasets_dir):
+    record = read_image_folders(datasets_dir / "cxr_lung_mc_shenzhen").cases[7]
+    plan = _plan(
+        2,
+        [2.0, 1.5],
+        [{"modality": "XRAY", "scheme": "percentile", "lower": 0.5, "upper": 99.5}],
+        orientation=None,
+    )
+    pipeline = preprocessing(plan)
+    data = pipeline(dict(record))
+    assert data["image"].shape[1] == 256 and abs(data["image"].shape[2] - 512 / 1.5) < 1
+    np.testing.assert_allclose(metatensor_to_image(data["image"]).spacing, [2.0, 1.5])
+    data["pred"] = data["label"].clone()
+    back = metatensor_to_image(inverse(pipeline)(data)["pred"], LabelMap)
+    mask = (np.asarray(PIL.Image.open(record["label"])).T > 127).astype(np.uint8)
+    assert back.shape == mask.shape
+    np.testing.assert_allclose(back.affine, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    assert (back.array == mask).mean() > 0.99
