@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,11 +102,15 @@ def binarize_mask(mask: Image, threshold: float = MASK_THRESHOLD) -> LabelMap:
     return LabelMap((mask.array > threshold).astype(np.uint8), mask.affine.copy(), dict(mask.meta))
 
 
-def write_png(image: Image, path: str | os.PathLike) -> Path:
+def write_png(
+    image: Image, path: str | os.PathLike, palette: Sequence[tuple[int, int, int]] | None = None
+) -> Path:
     """Write a 2D integer image (a label map or an 8/16-bit image) as PNG, atomically.
 
     Label values must fit 8 bits (0-255) or 16 bits; geometry is not stored (PNG has none), so reading
-    the file back gives the default `png_affine` with the spacing you pass to `read_png`.
+    the file back gives the default `png_affine` with the spacing you pass to `read_png`. With
+    `palette` (one RGB colour per label value), an 8-bit label map is written as a colour-indexed PNG:
+    viewers show the colours and `read_png(path, LabelMap)` still reads the label values.
     """
     path = Path(path)
     if image.ndim != 2:
@@ -117,6 +122,12 @@ def write_png(image: Image, path: str | os.PathLike) -> Path:
     if low < 0 or high > np.iinfo(np.uint16).max:
         raise ValueError(f"{path}: values {low}..{high} do not fit an 8- or 16-bit PNG")
     pixels = np.ascontiguousarray(array.T.astype(np.uint8 if high <= 255 else np.uint16))
+    picture = PIL.Image.fromarray(pixels)
+    if palette is not None:
+        if high >= len(palette) or high > 255:
+            raise ValueError(f"{path}: palette has {len(palette)} colours for labels up to {high}")
+        picture = picture.convert("P") if picture.mode != "P" else picture
+        picture.putpalette([channel for colour in palette for channel in colour])
     with atomic_path(path) as temporary:
-        PIL.Image.fromarray(pixels).save(temporary, format="PNG")
+        picture.save(temporary, format="PNG")
     return path

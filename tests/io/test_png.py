@@ -99,3 +99,14 @@ def test_jpeg_read_and_bad_inputs(tmp_path):
         read_png(tmp_path / "junk.png")
     with pytest.raises(ValueError, match="integer"):
         write_png(image.with_array(image.array.astype(np.float32)), tmp_path / "f.png")
+
+
+def test_palette_png_shows_colours_and_reads_back_labels(tmp_path):
+    labels = LabelMap(np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8), png_affine())
+    write_png(labels, tmp_path / "p.png", palette=[(0, 0, 0), (255, 0, 0), (0, 255, 0)])
+    with PIL.Image.open(tmp_path / "p.png") as picture:
+        assert picture.mode == "P"
+        assert picture.convert("RGB").getpixel((1, 0)) == (0, 255, 0)  # PIL (x=column 1, y=row 0): label 2
+    np.testing.assert_array_equal(read_png(tmp_path / "p.png", LabelMap).array, labels.array)
+    with pytest.raises(ValueError, match="palette has 2 colours"):
+        write_png(labels, tmp_path / "q.png", palette=[(0, 0, 0), (255, 0, 0)])
