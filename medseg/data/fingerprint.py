@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from medseg.data.datasets import Dataset
 from medseg.data.loading import load_case_channels
+from medseg.errors import InputError
 from medseg.io.image import Image
 
 #: Foreground intensities sampled per case and channel (nnU-Net samples 10,000 too).
@@ -77,7 +78,7 @@ def compute_fingerprint(dataset: Dataset, progress: bool = True) -> dict:
     ]
     dims = {case["ndim"] for case in cases}
     if len(dims) != 1:
-        raise ValueError(f"dataset {dataset.name} mixes 2D and 3D cases")
+        raise InputError(dataset.root, "the dataset mixes 2D and 3D cases")
     spacings = np.array([case["spacing"] for case in cases])
     shapes = np.array([case["shape"] for case in cases])
     class_voxels: dict[int, int] = {}

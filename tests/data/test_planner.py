@@ -118,3 +118,11 @@ def test_plan_round_trip_and_hand_edits_are_checked(tmp_path, hippocampus_plan):
     path.write_text(json.dumps(edited))
     with pytest.raises(InputError, match="magic"):
         load_plan(path)
+
+
+def test_plan_cli_reports_a_bad_dataset_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["plan", str(tmp_path / "empty"), "--out", str(tmp_path / "p.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "empty: needs an image folder" in error
+    assert not (tmp_path / "p.json").exists()
