@@ -1,0 +1,1 @@
+"""Segmentation metrics computed in physical space."""
