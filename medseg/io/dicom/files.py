@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from medseg.errors import InputError
+from medseg.io.dicom.values import text
 
 #: SOP classes that hold no image to segment, with the name reported when they are skipped.
 NON_IMAGE_SOP_CLASSES = {
@@ -33,8 +33,9 @@ NON_IMAGE_MODALITIES = {
 }
 #: Files that are never DICOM and are not worth a note.
 IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
-#: Threads reading files: file reading releases the GIL, header parsing does not; two overlap well.
-READ_WORKERS = 2
+#: Elements larger than this (pixel data) stay on disk until used, so pixels can be read straight
+#: into the output array (`medseg.io.dicom.pixels.read_native_into`).
+DEFER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,13 @@ def list_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def read_dataset(path: Path, pixels: bool) -> pydicom.Dataset | SkippedFile:
-    """Read one file (with its pixel data when `pixels`); a non-DICOM file gives a `SkippedFile`."""
+    """Read one file's header (with its pixel data element, deferred, when `pixels`).
+
+    A file that is not DICOM gives a `SkippedFile`."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=not pixels)
+        if pixels:
+            return pydicom.dcmread(path, defer_size=DEFER_BYTES)
+        return pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
         return SkippedFile(path, "not a DICOM file")
     except (OSError, ValueError, EOFError, KeyError, TypeError) as error:
@@ -68,21 +73,22 @@ def read_dataset(path: Path, pixels: bool) -> pydicom.Dataset | SkippedFile:
 
 
 def read_datasets(paths: Sequence[Path], pixels: bool) -> list[pydicom.Dataset | SkippedFile]:
-    """`read_dataset` over many files with a small thread pool, results in the order of `paths`."""
-    if len(paths) < 2 * READ_WORKERS:
-        return [read_dataset(p, pixels) for p in paths]
-    with ThreadPoolExecutor(READ_WORKERS) as pool:
-        return list(pool.map(lambda p: read_dataset(p, pixels), paths))
+    """`read_dataset` over many files, in order.
+
+    Sequential on purpose: header parsing holds the GIL, and a two-thread pool measured about 1.7x
+    slower than this loop on a 300-file series.
+    """
+    return [read_dataset(p, pixels) for p in paths]
 
 
 def non_image_reason(ds: pydicom.Dataset) -> str | None:
     """Why `ds` is not an image to read (SR, SEG, PDF...), or None when it holds pixel data to use."""
-    sop_class = str(ds.get("SOPClassUID", "") or "")
+    sop_class = text(ds, "SOPClassUID")
     if not sop_class and hasattr(ds, "file_meta"):  # some anonymisers blank the dataset's copy
-        sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or "")
+        sop_class = text(ds.file_meta, "MediaStorageSOPClassUID")
     if sop_class in NON_IMAGE_SOP_CLASSES:
         return NON_IMAGE_SOP_CLASSES[sop_class]
-    modality = str(ds.get("Modality", ""))
+    modality = text(ds, "Modality")
     if modality in NON_IMAGE_MODALITIES:
         return NON_IMAGE_MODALITIES[modality]
     if "Rows" not in ds or "Columns" not in ds:

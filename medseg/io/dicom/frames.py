@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 
 from medseg.errors import GeometryError, InputError
+from medseg.io.dicom.values import integer, number, numbers, text
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,9 @@ class Frame:
 
 def sop_instance_uid(ds: pydicom.Dataset) -> str:
     """SOPInstanceUID, or the file meta's copy when an anonymiser blanked the dataset's one."""
-    uid = str(ds.get("SOPInstanceUID", "") or "")
+    uid = text(ds, "SOPInstanceUID")
     if not uid and hasattr(ds, "file_meta"):
-        uid = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "")
+        uid = text(ds.file_meta, "MediaStorageSOPInstanceUID")
     return uid
 
 
@@ -61,9 +62,10 @@ def is_enhanced(ds: pydicom.Dataset) -> bool:
 
 def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
     """The frames of one dataset, with their geometry; raises GeometryError when it is missing."""
+    frames = integer(ds, "NumberOfFrames", 1)
     if is_enhanced(ds):
-        return [_enhanced_frame(ds, path, i) for i in range(int(ds.get("NumberOfFrames", 1) or 1))]
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        return [_enhanced_frame(ds, path, i) for i in range(frames)]
+    if frames > 1:
         raise InputError(path, "multi-frame image without functional groups: frame positions are unknown")
     return [_frame(ds, ds, ds, ds, path, 0, ds)]
 
@@ -80,37 +82,38 @@ def _frame(
 ) -> Frame:
     multi_frame = is_enhanced(ds)
     where = _where(path, index, multi_frame)
-    ipp = position.get("ImagePositionPatient") if position is not None else None
-    iop = orientation.get("ImageOrientationPatient") if orientation is not None else None
-    spacing = measures.get("PixelSpacing") if measures is not None else None
-    for name, value in (
-        ("ImagePositionPatient", ipp),
-        ("ImageOrientationPatient", iop),
-        ("PixelSpacing", spacing),
+    ipp = numbers(position, "ImagePositionPatient") if position is not None else None
+    iop = numbers(orientation, "ImageOrientationPatient") if orientation is not None else None
+    spacing = numbers(measures, "PixelSpacing") if measures is not None else None
+    for name, value, size in (
+        ("ImagePositionPatient", ipp, 3),
+        ("ImageOrientationPatient", iop, 6),
+        ("PixelSpacing", spacing, 2),
     ):
-        if value is None or len(value) == 0:
+        if value is None:
             raise GeometryError(where, f"no {name}: the slice cannot be placed in the patient")
-    iop = np.asarray(iop, dtype=np.float64)
-    if iop.shape != (6,) or not np.isclose(np.linalg.norm(np.cross(iop[:3], iop[3:])), 1.0, atol=1e-3):
+        if len(value) != size:
+            raise GeometryError(where, f"{name} has {len(value)} values instead of {size}")
+    iop = np.array(iop)
+    if not np.isclose(np.linalg.norm(np.cross(iop[:3], iop[3:])), 1.0, atol=1e-3):
         raise GeometryError(where, f"ImageOrientationPatient {list(iop)} is not two orthogonal unit vectors")
-    if temporal_position is None and ds.get("TemporalPositionIdentifier") is not None:
-        temporal_position = int(ds.TemporalPositionIdentifier)
-    thickness = measures.get("SliceThickness") if measures is not None else None
+    if temporal_position is None:
+        temporal_position = integer(ds, "TemporalPositionIdentifier")
     return Frame(
         path=path,
         index=index,
         multi_frame=multi_frame,
-        position=np.asarray(ipp, dtype=np.float64),
+        position=np.array(ipp),
         orientation=iop,
-        pixel_spacing=(float(spacing[0]), float(spacing[1])),
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
-        slope=float(rescale.get("RescaleSlope", 1.0) or 1.0) if rescale is not None else 1.0,
-        intercept=float(rescale.get("RescaleIntercept", 0.0) or 0.0) if rescale is not None else 0.0,
+        pixel_spacing=(spacing[0], spacing[1]),
+        rows=integer(ds, "Rows"),
+        columns=integer(ds, "Columns"),
+        slope=number(rescale, "RescaleSlope", 1.0) if rescale is not None else 1.0,
+        intercept=number(rescale, "RescaleIntercept", 0.0) if rescale is not None else 0.0,
         sop_instance_uid=sop_instance_uid(ds),
         temporal_position=temporal_position,
-        acquisition_number=None if ds.get("AcquisitionNumber") is None else int(ds.AcquisitionNumber),
-        slice_thickness=None if thickness is None else float(thickness),
+        acquisition_number=integer(ds, "AcquisitionNumber"),
+        slice_thickness=number(measures, "SliceThickness") if measures is not None else None,
     )
 
 
@@ -131,7 +134,7 @@ def _functional_group(ds: pydicom.Dataset, index: int, name: str) -> pydicom.Dat
 
 def _enhanced_frame(ds: pydicom.Dataset, path: Path, index: int) -> Frame:
     content = _functional_group(ds, index, "FrameContentSequence")
-    temporal = content.get("TemporalPositionIndex") if content is not None else None
+    temporal = integer(content, "TemporalPositionIndex") if content is not None else None
     return _frame(
         _functional_group(ds, index, "PlanePositionSequence"),
         _functional_group(ds, index, "PlaneOrientationSequence"),
@@ -140,5 +143,5 @@ def _enhanced_frame(ds: pydicom.Dataset, path: Path, index: int) -> Frame:
         path,
         index,
         ds,
-        temporal_position=None if temporal is None else int(temporal),
+        temporal_position=temporal,
     )

@@ -11,26 +11,31 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID, ExplicitVRBigEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from medseg.errors import InputError
+from medseg.io.dicom.values import integer, text
 
 #: Bits per stored value that we read (1-bit data is for masks and overlays, not images).
 SUPPORTED_BITS_ALLOCATED = (8, 16, 32)
+#: (7FE0,0010) Pixel Data.
+PIXEL_DATA_TAG = 0x7FE00010
 
 
 def transfer_syntax(ds: pydicom.Dataset) -> UID:
     """The transfer syntax of a dataset read from a file."""
-    return UID(ds.file_meta.TransferSyntaxUID)
+    return UID(text(ds.file_meta, "TransferSyntaxUID"))
 
 
 def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
     """Raise InputError (naming the file and the syntax) when the pixel data cannot be decoded here."""
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise InputError(path, f"colour images ({ds.get('PhotometricInterpretation')}) are not supported")
-    if int(ds.BitsAllocated) not in SUPPORTED_BITS_ALLOCATED:
-        raise InputError(path, f"BitsAllocated {ds.BitsAllocated} is not supported")
+    if integer(ds, "SamplesPerPixel", 1) != 1:
+        raise InputError(path, f"colour images ({text(ds, 'PhotometricInterpretation')}) are not supported")
+    bits = integer(ds, "BitsAllocated")
+    if bits not in SUPPORTED_BITS_ALLOCATED:
+        raise InputError(path, f"BitsAllocated {bits} is not supported")
     syntax = transfer_syntax(ds)
     if not syntax.is_compressed:
         return
@@ -40,6 +45,41 @@ def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
         available = False
     if not available:
         raise InputError(path, f"no decoder installed for transfer syntax {syntax.name} ({syntax})")
+
+
+def stored_dtype(ds: pydicom.Dataset) -> np.dtype:
+    """Native-order integer type of the stored values (from BitsAllocated and PixelRepresentation)."""
+    signed = integer(ds, "PixelRepresentation") == 1
+    return np.dtype(f"{'i' if signed else 'u'}{integer(ds, 'BitsAllocated') // 8}")
+
+
+def read_native_into(ds: pydicom.Dataset, path: Path, out: np.ndarray) -> bool:
+    """Read a single frame of uncompressed little-endian pixel data from disk straight into `out`.
+
+    Works when pydicom deferred the pixel data (read with ``defer_size``) and `out` (rows, columns) has
+    the stored type; returns False otherwise, and the caller uses `stored_frames`.
+    """
+    element = ds.get_item(PIXEL_DATA_TAG, keep_deferred=True)
+    syntax = transfer_syntax(ds)
+    if (
+        not isinstance(element, RawDataElement)
+        or element.value is not None
+        or syntax.is_compressed
+        or syntax in (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
+        or integer(ds, "NumberOfFrames", 1) != 1
+        or out.dtype != stored_dtype(ds)
+        or not out.flags.c_contiguous
+    ):
+        return False
+    with open(path, "rb") as file:
+        file.seek(element.value_tell)
+        read = file.readinto(memoryview(out).cast("B"))
+    if read != out.nbytes:
+        raise InputError(path, f"pixel data is truncated ({read} bytes for {out.shape} x {out.dtype})")
+    bits_stored = integer(ds, "BitsStored", out.dtype.itemsize * 8)
+    if bits_stored < out.dtype.itemsize * 8:
+        out[...] = _keep_stored_bits(out, bits_stored, out.dtype.kind == "i")
+    return True
 
 
 def stored_frames(ds: pydicom.Dataset, path: Path) -> np.ndarray:
@@ -61,7 +101,7 @@ def stored_frames(ds: pydicom.Dataset, path: Path) -> np.ndarray:
 def _native(ds: pydicom.Dataset, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     bits = int(ds.BitsAllocated)
     signed = int(ds.PixelRepresentation) == 1
-    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+    dtype = stored_dtype(ds)
     if transfer_syntax(ds) == ExplicitVRBigEndian:
         dtype = dtype.newbyteorder(">")
     count = int(np.prod(shape))

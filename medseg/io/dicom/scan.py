@@ -21,6 +21,7 @@ from medseg.errors import MedsegError
 from medseg.io.dicom.files import SkippedFile, list_files, read_datasets, split_images
 from medseg.io.dicom.frames import frames_of
 from medseg.io.dicom.geometry import assemble
+from medseg.io.dicom.values import text
 from medseg.io.image import LPS_TO_RAS
 
 #: A slice normal within this angle of a patient axis counts as axial, coronal or sagittal.
@@ -107,7 +108,7 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     images, skipped = split_images(zip(paths, read_datasets(paths, pixels=False), strict=True))
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = defaultdict(list)
     for path, ds in images:
-        groups[str(ds.get("SeriesInstanceUID", ""))].append((path, ds))
+        groups[text(ds, "SeriesInstanceUID")].append((path, ds))
     series = [_describe(uid, items) for uid, items in groups.items()]
     series.sort(key=lambda s: (s.study_instance_uid, s.modality, s.description, s.series_instance_uid))
     return FolderScan(Path(folder), series, skipped)

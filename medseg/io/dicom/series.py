@@ -20,8 +20,9 @@ from medseg.errors import InputError
 from medseg.io.dicom.files import list_files, read_datasets, split_images
 from medseg.io.dicom.frames import Frame, frames_of
 from medseg.io.dicom.geometry import Stack, assemble
-from medseg.io.dicom.pixels import check_decodable, stored_frames
+from medseg.io.dicom.pixels import check_decodable, read_native_into, stored_dtype, stored_frames
 from medseg.io.dicom.repair import remove_tilt, uniform_spacing
+from medseg.io.dicom.values import text
 from medseg.io.image import LPS_TO_RAS, ScalarImage
 
 #: Range of the compact integer output type.
@@ -73,7 +74,7 @@ def _one_series(
 ) -> list[tuple[Path, pydicom.Dataset]]:
     by_series: dict[str, list[tuple[Path, pydicom.Dataset]]] = defaultdict(list)
     for path, ds in images:
-        by_series[str(ds.get("SeriesInstanceUID", ""))].append((path, ds))
+        by_series[text(ds, "SeriesInstanceUID")].append((path, ds))
     if series_uid is not None:
         if series_uid not in by_series:
             raise InputError(where, f"no series {series_uid}; found {_describe(by_series)}")
@@ -97,18 +98,17 @@ def _describe(by_series: dict[str, list[tuple[Path, pydicom.Dataset]]]) -> str:
 
 def _rescaled_stack(frames: Sequence[Frame], datasets: dict[Path, pydicom.Dataset]) -> np.ndarray:
     """Stored values in slice order, rescaled; shape (slices, rows, columns), int16 or float32."""
-    first = frames[0]
-    per_file: dict[Path, np.ndarray] = {}
-    stored = None
+    dtype = np.result_type(*{stored_dtype(ds) for ds in datasets.values()})
+    stored = np.empty((len(frames), frames[0].rows, frames[0].columns), dtype=dtype)
+    decoded: dict[Path, np.ndarray] = {}  # multi-frame files, decoded once
     for k, frame in enumerate(frames):
-        if frame.path not in per_file:
-            per_file[frame.path] = stored_frames(datasets[frame.path], frame.path)
-        values = per_file[frame.path][frame.index]
-        if stored is None:
-            stored = np.empty((len(frames), first.rows, first.columns), dtype=values.dtype.newbyteorder("="))
-        stored[k] = values
-        if not frame.multi_frame:
-            del per_file[frame.path]
+        ds = datasets[frame.path]
+        if frame.multi_frame or not read_native_into(ds, frame.path, stored[k]):
+            if frame.path not in decoded:
+                decoded[frame.path] = stored_frames(ds, frame.path)
+            stored[k] = decoded[frame.path][frame.index]
+            if not frame.multi_frame:
+                del decoded[frame.path]
     slopes = np.array([f.slope for f in frames])
     intercepts = np.array([f.intercept for f in frames])
     if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
