@@ -1,0 +1,1 @@
+"""Second-opinion outputs: structure statistics, overlay pictures and HTML reports."""

@@ -1,0 +1,317 @@
+"""Overlay pictures a radiologist can read: the image, the AI mask and (optionally) the disagreement.
+
+What is drawn:
+* the grey image with a window suited to the modality: CT soft tissue (W400/L40) by default for CT,
+  the 1st-99th percentile of the whole image for anything else (MR, X-ray, unknown);
+* every class as a translucent fill plus a solid outline, one colour per class (`PALETTE`);
+* with a reference mask, the disagreement on top: *missed* (reference only), *added* (AI only) and
+  *other class* (both labelled, differently), each in a colour no class uses;
+* a legend strip below the image (classes on the slice, disagreement colours, slice position in mm).
+
+Which slices: for a 3D image, the axial slices through each structure's centroid and through its largest
+cross-section (`medseg.report.structures`), each slice once. A 2D image gives one overlay.
+
+Display convention: radiological. A 3D image is reoriented exactly to LPS (array axis 0 towards the
+patient's Left, 1 towards Posterior, 2 towards Superior) and ``array[:, :, k].T`` is shown, so image
+columns run from the patient's right (left edge) to their left, and rows from anterior (top) to
+posterior; orientation letters mark the edges. A 2D image is shown as stored (``array.T``: rows as in the
+file), which is how radiographs and PNGs are meant to be viewed. Pixels are scaled to physical size
+(anisotropic spacing is not squashed) and upsampled so the long side has at least `MIN_LONG_SIDE_PX`.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
+from scipy import ndimage
+
+from medseg.errors import GeometryError
+from medseg.io.image import Image, LabelMap, ScalarImage
+from medseg.io.resample import reorient
+from medseg.report.structures import axial_axis, class_names_for, structure_stats
+from medseg.utils.atomic import atomic_path
+
+#: CT soft-tissue window (width, level) in HU, the default for CT.
+CT_SOFT_TISSUE_WINDOW = (400.0, 40.0)
+#: Percentiles of the whole image mapped to black and white for MR, X-ray and unknown modalities.
+DISPLAY_PERCENTILES = (1.0, 99.0)
+#: The long side of an overlay is at least this many pixels, and at most `MAX_LONG_SIDE_PX`.
+MIN_LONG_SIDE_PX, MAX_LONG_SIDE_PX = 384, 1024
+#: Opacity of class fills and of disagreement fills; outline thickness in display pixels.
+FILL_ALPHA, DISAGREEMENT_ALPHA, OUTLINE_PX = 0.35, 0.75, 2
+#: Class colours (label 1 gets the first); distinct hues, none of them a disagreement colour.
+PALETTE = [
+    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+    (210, 245, 60), (0, 128, 128), (170, 110, 40), (128, 0, 0), (170, 255, 195), (128, 128, 0),
+    (0, 0, 128), (250, 190, 212), (220, 190, 255), (255, 215, 180),
+]  # fmt: skip
+#: Hue step for classes beyond the palette: successive hues never repeat and stay far apart.
+GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+#: Disagreement categories and their colours, in legend order.
+DISAGREEMENT_COLOURS = {
+    "missed (reference only)": (255, 225, 25),
+    "added (AI only)": (240, 50, 230),
+    "other class": (255, 255, 255),
+}
+#: Legend text size and padding in pixels.
+FONT_SIZE, LEGEND_PAD = 14, 6
+
+
+@dataclass
+class Overlay:
+    """One rendered overlay: its file name (no patient data), what it shows and the picture."""
+
+    filename: str
+    caption: str
+    picture: PIL.Image.Image
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """The display colour of class `label`: `PALETTE`, then hues spaced by the golden angle."""
+    if 1 <= label <= len(PALETTE):
+        return PALETTE[label - 1]
+    hue = (label * GOLDEN_RATIO_CONJUGATE) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.7, 0.95)
+    return round(red * 255), round(green * 255), round(blue * 255)
+
+
+def display_range(image: ScalarImage, window: tuple[float, float] | None, modality: str | None) -> tuple:
+    """Grey values (low, high) shown black and white; `window` is (width, level), e.g. (400, 40)."""
+    modality = (modality or str(image.meta.get("modality", ""))).upper()
+    if window is None and modality == "CT":
+        window = CT_SOFT_TISSUE_WINDOW
+    if window is not None:
+        width, level = window
+        return level - width / 2.0, level + width / 2.0
+    low, high = np.percentile(image.array, DISPLAY_PERCENTILES)
+    return float(low), float(max(high, low + np.finfo(np.float32).eps))
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "class"
+
+
+def _check_grid(image: Image, other: Image | None, role: str) -> None:
+    if other is not None and not image.same_grid(other):
+        raise GeometryError(
+            other.meta.get("source"),
+            f"{role} grid {other.shape} does not match the image grid {image.shape}; resample it first",
+        )
+
+
+def _nearest_upsample(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    rows = np.minimum((np.arange(height) + 0.5) * plane.shape[0] / height, plane.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * plane.shape[1] / width, plane.shape[1] - 1).astype(int)
+    return plane[np.ix_(rows, cols)]
+
+
+def _display_size(shape: tuple[int, int], spacing: tuple[float, float]) -> tuple[int, int]:
+    """(height, width) in pixels of a (rows, cols) plane with (row, col) spacing, to physical scale."""
+    height_mm, width_mm = shape[0] * spacing[0], shape[1] * spacing[1]
+    per_mm = max(MIN_LONG_SIDE_PX / max(height_mm, width_mm), 1.0 / min(spacing))
+    per_mm = min(per_mm, MAX_LONG_SIDE_PX / max(height_mm, width_mm))
+    return max(1, round(height_mm * per_mm)), max(1, round(width_mm * per_mm))
+
+
+def _blend(rgb: np.ndarray, where: np.ndarray, colours: np.ndarray, alpha: float) -> None:
+    rgb[where] = (1.0 - alpha) * rgb[where] + alpha * colours
+
+
+def _outline(labels: np.ndarray) -> np.ndarray:
+    """Labelled pixels within `OUTLINE_PX` of another label or of the picture's edge."""
+    size = 2 * OUTLINE_PX + 1
+    highest = ndimage.maximum_filter(labels, size=size, mode="nearest")
+    lowest = ndimage.minimum_filter(labels, size=size, mode="constant", cval=0)
+    return (labels > 0) & ((highest != labels) | (lowest != labels))
+
+
+def _colour_table(labels: np.ndarray) -> np.ndarray:
+    """RGB colour of every label value up to the largest in `labels` (row 0, background, unused)."""
+    return np.array([(0, 0, 0)] + [class_colour(v) for v in range(1, int(labels.max()) + 1)], np.float32)
+
+
+def _legend_entries(
+    labels: np.ndarray, names: Mapping[int, str], with_reference: bool
+) -> list[tuple[str, tuple[int, int, int]]]:
+    entries = [(names[int(v)], class_colour(int(v))) for v in labels if int(v) in names]
+    if with_reference:
+        entries += list(DISAGREEMENT_COLOURS.items())
+    return entries
+
+
+def _draw_legend(picture: PIL.Image.Image, caption: str, entries: list) -> PIL.Image.Image:
+    """`picture` with a strip below it: the caption, then a swatch and name per entry, wrapped."""
+    font = PIL.ImageFont.load_default(size=FONT_SIZE)
+    line = FONT_SIZE + LEGEND_PAD
+    width = picture.width
+    positions, x, y = [], LEGEND_PAD, LEGEND_PAD + line
+    for name, colour in entries:
+        item_width = FONT_SIZE + LEGEND_PAD + int(font.getlength(name)) + 2 * LEGEND_PAD
+        if x + item_width > width and x > LEGEND_PAD:
+            x, y = LEGEND_PAD, y + line
+        positions.append((x, y, name, colour))
+        x += item_width
+    canvas = PIL.Image.new("RGB", (width, picture.height + y + line), (0, 0, 0))
+    canvas.paste(picture, (0, 0))
+    draw = PIL.ImageDraw.Draw(canvas)
+    top = picture.height
+    draw.text((LEGEND_PAD, top + LEGEND_PAD), caption, fill=(255, 255, 255), font=font)
+    for x, y, name, colour in positions:
+        draw.rectangle((x, top + y, x + FONT_SIZE, top + y + FONT_SIZE), fill=colour, outline=(255, 255, 255))
+        draw.text((x + FONT_SIZE + LEGEND_PAD, top + y), name, fill=(255, 255, 255), font=font)
+    return canvas
+
+
+def _draw_orientation(picture: PIL.Image.Image) -> None:
+    """Mark the patient directions at the edges of an axial picture in radiological convention."""
+    font = PIL.ImageFont.load_default(size=FONT_SIZE + 2)
+    draw = PIL.ImageDraw.Draw(picture)
+    w, h, pad = picture.width, picture.height, LEGEND_PAD
+    for text, anchor, xy in (("R", "lm", (pad, h / 2)), ("L", "rm", (w - pad, h / 2))):
+        draw.text(xy, text, fill=(255, 255, 0), font=font, anchor=anchor, stroke_width=2, stroke_fill=0)
+    for text, anchor, xy in (("A", "mt", (w / 2, pad)), ("P", "mb", (w / 2, h - pad))):
+        draw.text(xy, text, fill=(255, 255, 0), font=font, anchor=anchor, stroke_width=2, stroke_fill=0)
+
+
+def render_plane(
+    grey: np.ndarray,
+    labels: np.ndarray,
+    spacing: tuple[float, float],
+    grey_range: tuple[float, float],
+    names: Mapping[int, str],
+    reference: np.ndarray | None = None,
+) -> PIL.Image.Image:
+    """The overlay of one plane given in display order (rows, cols) with (row, col) spacing in mm."""
+    height, width = _display_size(grey.shape, spacing)
+    low, high = grey_range
+    scaled = np.clip((grey.astype(np.float32) - low) / (high - low), 0.0, 1.0) * 255.0
+    base = PIL.Image.fromarray(scaled.astype(np.uint8)).resize((width, height), PIL.Image.BILINEAR)
+    rgb = np.repeat(np.asarray(base, dtype=np.float32)[..., None], 3, axis=2)
+    shown = _nearest_upsample(labels, height, width).astype(np.int64)
+    colours = _colour_table(shown)
+    _blend(rgb, shown > 0, colours[shown[shown > 0]], FILL_ALPHA)
+    edge = _outline(shown)
+    rgb[edge] = colours[shown[edge]]
+    if reference is not None:
+        expected = _nearest_upsample(reference, height, width)
+        regions = [(expected > 0) & (shown == 0), (shown > 0) & (expected == 0)]
+        regions.append((shown > 0) & (expected > 0) & (shown != expected))
+        for region, colour in zip(regions, DISAGREEMENT_COLOURS.values(), strict=True):
+            _blend(rgb, region, np.asarray(colour, np.float32), DISAGREEMENT_ALPHA)
+    return PIL.Image.fromarray(rgb.round().astype(np.uint8))
+
+
+def _axial_slices(stats: dict[str, dict], fallback: dict[str, dict] | None) -> dict[int, str]:
+    """Slice index -> the first class (by label) that asked for it: its centroid and largest slice."""
+    wanted: dict[int, str] = {}
+    for name, entry in stats.items():
+        source = entry if entry["voxels"] or fallback is None else fallback.get(name, entry)
+        if source["voxels"]:
+            for k in (source["centroid_slice"], source["largest_slice"]):
+                wanted.setdefault(k, name)
+    return dict(sorted(wanted.items()))
+
+
+def _with_centroid_slice(stats: dict[str, dict], mask: LabelMap, axis: int) -> dict[str, dict]:
+    inverse = np.linalg.inv(mask.affine)
+    for entry in stats.values():
+        if entry["voxels"]:
+            index = inverse @ np.append(entry["centroid_ras_mm"], 1.0)
+            entry["centroid_slice"] = int(np.clip(round(index[axis]), 0, mask.shape[axis] - 1))
+    return stats
+
+
+def render_overlays(
+    image: ScalarImage,
+    mask: LabelMap,
+    class_names: Mapping[int, str],
+    reference: LabelMap | None = None,
+    window: tuple[float, float] | None = None,
+    modality: str | None = None,
+) -> list[Overlay]:
+    """The overlays `write_overlays` writes, as pictures in memory (see the module docstring)."""
+    _check_grid(image, mask, "mask")
+    _check_grid(image, reference, "reference")
+    names = class_names_for(mask, class_names)
+    if reference is not None:
+        names = {**class_names_for(reference, class_names), **names}
+    grey_range = display_range(image, window, modality)
+    if image.ndim == 2:
+        planes = [a.T if a is not None else None for a in (image.array, mask.array, _array(reference))]
+        spacing = (float(image.spacing[1]), float(image.spacing[0]))
+        picture = render_plane(planes[0], planes[1], spacing, grey_range, names, planes[2])
+        shown = np.unique(np.concatenate([np.unique(p) for p in planes[1:] if p is not None]))
+        caption = f"2D image, pixel {spacing[1]:.3g} x {spacing[0]:.3g} mm"
+        picture = _draw_legend(picture, caption, _legend_entries(shown, names, reference is not None))
+        return [Overlay("overlay_2d.png", caption, picture)]
+    return _axial_overlays(image, mask, names, reference, grey_range)
+
+
+def _array(image: Image | None) -> np.ndarray | None:
+    return None if image is None else image.array
+
+
+def _axial_overlays(
+    image: ScalarImage,
+    mask: LabelMap,
+    names: dict[int, str],
+    reference: LabelMap | None,
+    grey_range: tuple[float, float],
+) -> list[Overlay]:
+    axis = axial_axis(mask)
+    stats = _with_centroid_slice(structure_stats(mask, names), mask, axis)
+    fallback = None
+    if reference is not None:
+        fallback = _with_centroid_slice(structure_stats(reference, names), reference, axis)
+    lps = [reorient(x, "LPS") if x is not None else None for x in (image, mask, reference)]
+    to_lps = np.linalg.inv(lps[0].affine) @ image.affine
+    centre = (np.asarray(image.shape, dtype=np.float64) - 1.0) / 2.0
+    spacing = (float(lps[0].spacing[1]), float(lps[0].spacing[0]))
+    overlays = []
+    for k, name in _axial_slices(stats, fallback).items():
+        point = centre.copy()
+        point[axis] = k
+        k_lps = round(float((to_lps @ np.append(point, 1.0))[2]))
+        planes = [x.array[:, :, k_lps].T if x is not None else None for x in lps]
+        picture = render_plane(planes[0], planes[1], spacing, grey_range, names, planes[2])
+        _draw_orientation(picture)
+        z_mm = float(image.index_to_world(point[None])[0, 2])
+        caption = f"axial slice {k} (of {image.shape[axis]}), z = {z_mm:+.1f} mm"
+        shown = np.unique(np.concatenate([np.unique(p) for p in planes[1:] if p is not None]))
+        picture = _draw_legend(picture, caption, _legend_entries(shown, names, reference is not None))
+        overlays.append(Overlay(f"overlay_{_safe_name(name)}_axial_{k}.png", caption, picture))
+    return overlays
+
+
+def write_overlays(
+    image: ScalarImage,
+    mask: LabelMap,
+    out_dir: str | os.PathLike,
+    class_names: Mapping[int, str],
+    reference: LabelMap | None = None,
+    window: tuple[float, float] | None = None,
+    modality: str | None = None,
+) -> list[Path]:
+    """Write the overlay PNGs of `mask` (and its disagreement with `reference`) into `out_dir`.
+
+    `window` is (width, level) in image units, e.g. ``(400, 40)``; by default it follows `modality`
+    (or ``image.meta["modality"]``): see the module docstring. All images must share one grid
+    (GeometryError otherwise). Files are written atomically as ``overlay_<class>_axial_<k>.png`` (3D)
+    or ``overlay_2d.png``; the returned paths are in slice order.
+    """
+    paths = []
+    for overlay in render_overlays(image, mask, class_names, reference, window, modality):
+        path = Path(out_dir) / overlay.filename
+        with atomic_path(path) as temporary:
+            overlay.picture.save(temporary, format="PNG")
+        paths.append(path)
+    return paths
