@@ -15,6 +15,9 @@ import pydicom
 from medseg.errors import GeometryError, InputError
 from medseg.io.dicom.values import integer, number, numbers, text
 
+#: Largest deviation from 1 of |row x column| for ImageOrientationPatient to count as orthonormal.
+UNIT_TOLERANCE = 1e-3
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -43,8 +46,13 @@ class Frame:
     @property
     def normal(self) -> np.ndarray:
         """Unit slice normal (row direction × column direction)."""
-        normal = np.cross(self.orientation[:3], self.orientation[3:])
+        normal = cross(self.orientation[:3], self.orientation[3:])
         return normal / np.linalg.norm(normal)
+
+
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of two 3-vectors (np.cross costs ~0.2 ms a call, which adds up over slices)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
 
 
 def sop_instance_uid(ds: pydicom.Dataset) -> str:
@@ -95,7 +103,7 @@ def _frame(
         if len(value) != size:
             raise GeometryError(where, f"{name} has {len(value)} values instead of {size}")
     iop = np.array(iop)
-    if not np.isclose(np.linalg.norm(np.cross(iop[:3], iop[3:])), 1.0, atol=1e-3):
+    if abs(np.linalg.norm(cross(iop[:3], iop[3:])) - 1.0) > UNIT_TOLERANCE:
         raise GeometryError(where, f"ImageOrientationPatient {list(iop)} is not two orthogonal unit vectors")
     if temporal_position is None:
         temporal_position = integer(ds, "TemporalPositionIdentifier")
