@@ -22,7 +22,7 @@ from pydicom.uid import (
 )
 
 from medseg.errors import InputError
-from medseg.io.dicom import read_series
+from medseg.io.dicom import read_dicom_image, read_series
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,26 @@ def test_syntax_without_decoder_is_a_clear_error(plain, tmp_path):
     edit(paths[:1], as_mpeg2)
     with pytest.raises(InputError, match=r"slice_0001\.dcm: no decoder installed for transfer syntax MPEG2"):
         read_series(tmp_path / "mpeg")
+
+
+@pytest.mark.parametrize(
+    ("name", "tolerance"),
+    [
+        ("image_dfl.dcm", 0),  # deflated explicit VR little endian
+        ("JPEG2000.dcm", 0),  # lossy JPEG 2000
+        ("JPEGLSNearLossless_16.dcm", 0),
+        ("JPGExtended.dcm", 1),  # 12-bit lossy JPEG: decoders may round the IDCT differently
+    ],
+)
+def test_pydicom_shipped_files_decode_like_gdcm(name, tolerance):
+    data = pytest.importorskip("pydicom.data")
+    path = data.get_testdata_file(name)
+    image = read_dicom_image(path)
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(path))[0].T
+    assert np.max(np.abs(image.array - reference)) <= tolerance
+
+
+def test_undecodable_stream_is_a_clear_error():
+    data = pytest.importorskip("pydicom.data")
+    with pytest.raises(InputError, match=r"JPEG-lossy\.dcm: cannot decode JPEG Extended \(Process 2 and 4\)"):
+        read_dicom_image(data.get_testdata_file("JPEG-lossy.dcm"))  # a known non-conformant file
