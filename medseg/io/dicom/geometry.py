@@ -29,10 +29,13 @@ ORIENTATION_TOLERANCE = 1e-3
 PIXEL_SPACING_TOLERANCE = 1e-3
 #: Positions closer than this along the normal are the same slice position (mm).
 SAME_POSITION_MM = 1e-3
-#: Largest deviation of one slice step from the median step, as a fraction of the median step.
+#: Largest deviation of one slice step from the median step, as a fraction of the median step...
 SPACING_TOLERANCE = 0.01
-#: Largest in-plane offset (mm) of a slice origin from the line through the first one, before it is a tilt.
-IN_PLANE_TOLERANCE_MM = 0.01
+#: ...or in mm, whichever is larger (positions are decimal strings, often rounded to 0.01 mm).
+SPACING_TOLERANCE_MM = 0.02
+#: Largest in-plane offset of a slice origin from the line through the first one, in pixels, that is
+#: still rounding rather than a tilt or a misplaced slice.
+IN_PLANE_TOLERANCE_PIXELS = 0.05
 #: Shear angles above this are not a gantry tilt (scanners tilt up to about 30 degrees) but a broken stack.
 MAX_TILT_DEGREES = 45.0
 #: Slice spacing used for a single-slice series without SliceThickness (mm); flagged in meta.
@@ -160,13 +163,14 @@ def _check_duplicates(frames: Sequence[Frame], positions: np.ndarray) -> None:
 
 def _check_tilt(stack: Stack, allowed: bool) -> None:
     shift = stack.in_plane_shift
-    if np.max(np.linalg.norm(shift, axis=1)) <= IN_PLANE_TOLERANCE_MM:
+    tolerance = IN_PLANE_TOLERANCE_PIXELS * min(stack.frames[0].pixel_spacing)
+    if np.max(np.linalg.norm(shift, axis=1)) <= tolerance:
         return
     distance = stack.positions - stack.positions[0]
     per_mm = shift[-1] / distance[-1]
     off_line = np.linalg.norm(shift - np.outer(distance, per_mm), axis=1)
     worst = int(np.argmax(off_line))
-    if off_line[worst] > IN_PLANE_TOLERANCE_MM:
+    if off_line[worst] > tolerance:
         raise GeometryError(
             stack.frames[worst].where,
             f"slice origin is {off_line[worst]:.2f} mm off the line through the other slices; "
@@ -191,7 +195,7 @@ def _check_tilt(stack: Stack, allowed: bool) -> None:
 def _check_spacing(stack: Stack, steps: np.ndarray, allowed: bool) -> None:
     median = float(np.median(steps))
     deviation = np.abs(steps - median)
-    if np.max(deviation) <= SPACING_TOLERANCE * median:
+    if np.max(deviation) <= max(SPACING_TOLERANCE * median, SPACING_TOLERANCE_MM):
         return
     worst = int(np.argmax(deviation))
     before, after = stack.frames[worst], stack.frames[worst + 1]
