@@ -103,17 +103,23 @@ def main(argv: list[str] | None = None) -> int:
 
         measure("dicom", "raw read (cat)", lambda: raw_read(paths), None)
         baseline = measure("dicom", "SimpleITK ImageSeriesReader", lambda: sitk_series(root / "series"), None)
-        measure("dicom", "medseg read_series", lambda: read_series(root / "series"), baseline)
+        medseg_dicom = measure("dicom", "medseg read_series", lambda: read_series(root / "series"), baseline)
+        summary = [f"medseg read_series is {baseline / medseg_dicom:.2f}x SimpleITK"]
         if not args.no_monai:
             load = monai_loader()
-            measure("dicom", "MONAI LoadImage(PydicomReader)", lambda: load(root / "series"), baseline)
+            monai = measure(
+                "dicom", "MONAI LoadImage(PydicomReader)", lambda: load(root / "series"), baseline
+            )
+            summary.append(f"{monai / medseg_dicom:.1f}x MONAI LoadImage")
 
         measure("nii.gz", "raw read (cat)", lambda: raw_read([nifti]), None)
         baseline = measure("nii.gz", "SimpleITK ReadImage", lambda: sitk.ReadImage(str(nifti)), None)
-        measure("nii.gz", "medseg read_volume", lambda: read_volume(nifti), baseline)
+        medseg_nifti = measure("nii.gz", "medseg read_volume", lambda: read_volume(nifti), baseline)
+        summary.append(f"medseg read_volume (.nii.gz) is {baseline / medseg_nifti:.2f}x SimpleITK")
 
     print(
         f"{args.slices} slices of 512x512 int16; best of {args.repeats} after a warm-up (files in page cache)"
     )
     emit("io", rows, args.json)
+    print("; ".join(summary))
     return 0
