@@ -63,9 +63,15 @@ def test_meta_carries_uids_in_slice_order_and_no_patient_data(datasets_dir):
     assert positions == sorted(positions) and len(positions) == len(headers)
 
 
-def test_blank_sop_instance_uids_fall_back_to_file_meta(datasets_dir):
+@pytest.fixture(scope="module")
+def totalseg_ct(datasets_dir):
+    """The TotalSegmentator CT series (JPEG 2000, about a second to decode), read once."""
+    return read_series(datasets_dir / "totalseg_ct_mr_examples" / "example_ct_dicom")
+
+
+def test_blank_sop_instance_uids_fall_back_to_file_meta(datasets_dir, totalseg_ct):
     folder = datasets_dir / "totalseg_ct_mr_examples" / "example_ct_dicom"
-    image = read_series(folder)
+    image = totalseg_ct
     assert image.meta["modality"] == "CT"
     metas = {
         str(pydicom.dcmread(p, stop_before_pixels=True).file_meta.MediaStorageSOPInstanceUID)
@@ -92,10 +98,10 @@ def test_list_of_files_reads_the_same_as_the_folder(tmp_path):
     assert image.same_grid(original, atol_mm=1e-4)
 
 
-def test_totalsegmentator_labels_line_up_with_the_ct_series_in_physical_space(datasets_dir):
+def test_totalsegmentator_labels_line_up_with_the_ct_series_in_physical_space(datasets_dir, totalseg_ct):
     """The label map is stored on a y-flipped grid; SimpleITK resamples it onto medseg's CT grid."""
     root = datasets_dir / "totalseg_ct_mr_examples"
-    ct = read_series(root / "example_ct_dicom")
+    ct = totalseg_ct
     grid = sitk.Image(
         [int(n) for n in ct.shape], sitk.sitkUInt8
     )  # medseg's CT grid, written out by hand in LPS
