@@ -13,8 +13,10 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import pydicom
+
 from medseg.io.dicom.scan import FolderScan, grid_summary, scan_folder
-from medseg.io.reader import read_image
+from medseg.io.reader import is_dicom_file, read_image
 
 NAME = "info"
 HELP = "print what a DICOM folder, DICOM file, NIfTI/NRRD/MHA volume or PNG holds (JSON)"
@@ -46,11 +48,18 @@ def compact_json(value: object) -> str:
 def describe_file(path: Path) -> dict[str, object]:
     image = read_image(path)
     info: dict[str, object] = {"path": str(path), "kind": "file"}
-    info["modality"] = image.meta.get("modality")
+    info["modality"] = image.meta.get("modality") or _dicom_modality(path)
     info.update(grid_summary(image.shape, image.affine))
     info["dtype"] = str(image.array.dtype)
     info.update({key: image.meta[key] for key in IMAGE_META_KEYS if key in image.meta})
     return info
+
+
+def _dicom_modality(path: Path) -> str | None:
+    """Modality from a DICOM file's header (e.g. SEG), None for other files."""
+    if not is_dicom_file(path):
+        return None
+    return str(pydicom.dcmread(path, stop_before_pixels=True).get("Modality", "")) or None
 
 
 def describe_folder(folder: Path) -> dict[str, object]:

@@ -73,3 +73,11 @@ def test_chest_xray_png(datasets_dir, capsys):
 def test_missing_path_is_a_one_line_error(tmp_path, capsys):
     assert main(["info", str(tmp_path / "absent.nii.gz")]) == 2
     assert capsys.readouterr().err.strip().endswith("absent.nii.gz: no such file or folder")
+
+
+def test_dicom_seg_file(datasets_dir, capsys):
+    path = datasets_dir / "dcmqi_ct3slice_seg" / "liver.dcm"
+    result = info(path, capsys)
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    assert result["modality"] == "SEG"
+    assert result["shape"] == [int(header.Columns), int(header.Rows), int(header.NumberOfFrames)]
