@@ -50,8 +50,12 @@ class Stack:
     affine_lps: np.ndarray
     positions: np.ndarray  # position of each slice along the normal (mm), ascending
     in_plane_shift: np.ndarray  # in-plane offset (mm, LPS) of each slice origin from the untilted line
-    repairs: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # e.g. "resample_tilt (12.00 degrees)"
     notes: list[str] = field(default_factory=list)
+
+    def needs(self, repair: str) -> bool:
+        """True when `repair` (a key of REPAIRS) must be applied to the pixels."""
+        return any(done.split(" ", 1)[0] == repair for done in self.repairs)
 
 
 def check_repairs(repair: Collection[str]) -> None:

@@ -60,9 +60,9 @@ def read_series(
     frames = [frame for path, ds in images for frame in frames_of(ds, path)]
     stack = assemble(frames, repair, time_point)
     array = _rescaled_stack(stack.frames, datasets)
-    if any(r.startswith("resample_tilt") for r in stack.repairs):
+    if stack.needs("resample_tilt"):
         array = remove_tilt(array, stack)
-    if any(r.startswith("resample_spacing") for r in stack.repairs):
+    if stack.needs("resample_spacing"):
         array = uniform_spacing(array, stack)
     first = images[0][1]
     meta = _meta(first, stack, array.shape[0], len(skipped))
