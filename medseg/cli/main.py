@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "medseg.cli.info",
     "medseg.cli.convert",
     "medseg.cli.plan",
+    "medseg.cli.models",
 ]
 
 

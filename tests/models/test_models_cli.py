@@ -1,0 +1,27 @@
+"""`medseg models`: every model with its dimensions, defaults and parameter count."""
+
+from __future__ import annotations
+
+import json
+
+from medseg.cli.main import main
+from medseg.models import count_parameters, create_model, get_spec, list_models
+
+
+def test_models_json_lists_every_model_with_counts_of_real_builds(capsys):
+    assert main(["models", "--json"]) == 0
+    models = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert sorted(models) == list_models()
+    for name, model in models.items():
+        assert model["dims"] == [2, 3]
+        assert set(model["defaults"]) == set(get_spec(name).defaults)
+        assert model["parameters"]["2d"] > 0 and model["parameters"]["3d"] > model["parameters"]["2d"]
+    assert models["unet"]["parameters"]["3d"] == count_parameters(create_model("unet", 3, 1, 2))
+    assert models["unet"]["defaults"]["channels"] == [16, 32, 64, 128, 256]
+
+
+def test_models_table_shows_dimensions_and_options(capsys):
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert "pspnet          2D/3D" in table
+    assert "bins=(1, 2, 3, 6)" in table
