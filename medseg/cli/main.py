@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "medseg.cli.convert",
     "medseg.cli.plan",
     "medseg.cli.models",
+    "medseg.cli.evaluate",
 ]
 
 
