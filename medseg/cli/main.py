@@ -18,12 +18,16 @@ from medseg.errors import MedsegError
 
 #: Modules that implement one sub-command each, in the order `medseg --help` lists them.
 COMMAND_MODULES = [
+    "medseg.cli.demo",
     "medseg.cli.bench",
     "medseg.cli.info",
     "medseg.cli.convert",
     "medseg.cli.plan",
     "medseg.cli.models",
     "medseg.cli.evaluate",
+    "medseg.cli.train",
+    "medseg.cli.crossval",
+    "medseg.cli.infer",
 ]
 
 
