@@ -9,8 +9,8 @@ class MedsegError(Exception):
     """Base class: an expected failure reported to the user without a traceback."""
 
 
-class InputError(MedsegError):
-    """An input file or folder cannot be used; `path` names it."""
+class InputError(MedsegError, ValueError):
+    """An input file or folder cannot be used; `path` names it. Also a `ValueError` for callers."""
 
     def __init__(self, path: str | os.PathLike | None, problem: str) -> None:
         self.path = None if path is None else os.fspath(path)

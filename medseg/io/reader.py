@@ -44,10 +44,7 @@ def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Imag
     if not path.is_file():
         raise InputError(path, "no such file or folder")
     if is_volume_file(path):
-        try:
-            return read_volume(path, kind)
-        except (ValueError, FileNotFoundError) as error:
-            raise InputError(None, str(error)) from None
+        return read_volume(path, kind)
     if is_png_file(path):
         return read_png(path, kind)
     if is_dicom_file(path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from medseg.errors import InputError
 from medseg.io.image import Image, LabelMap, ScalarImage
 from medseg.io.nifti import is_nifti_file, read_nifti
 from medseg.io.sitk_bridge import as_label, from_sitk, to_sitk
@@ -29,15 +30,20 @@ def read_volume(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Ima
     """Read a volume file as `ScalarImage` (default) or `LabelMap` (labels cast to integers)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputError(path, "no such file")
     try:
         image = read_nifti(path) if is_nifti_file(path) else None  # fast path; None: SimpleITK decides
         if image is None:
             image = from_sitk(sitk.ReadImage(str(path)), ScalarImage)
     except RuntimeError as error:
-        raise ValueError(f"{path}: cannot read as a volume ({str(error).strip().splitlines()[-1]})") from None
+        raise InputError(path, f"cannot read as a volume ({str(error).strip().splitlines()[-1]})") from None
     image.meta["source"] = path.name
-    return as_label(image) if kind is LabelMap else image
+    if kind is not LabelMap:
+        return image
+    try:
+        return as_label(image)
+    except ValueError as error:
+        raise InputError(path, str(error)) from None
 
 
 def write_volume(image: Image, path: str | os.PathLike) -> Path:
