@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "medseg.cli.plan",
     "medseg.cli.models",
     "medseg.cli.evaluate",
+    "medseg.cli.report",
     "medseg.cli.train",
     "medseg.cli.crossval",
     "medseg.cli.infer",

@@ -65,7 +65,8 @@ def write_outputs(result: dict, out_dir: str | os.PathLike) -> list[Path]:
     ]
 
 
-def _cell(stats: dict, decimals: int) -> str:
+def format_statistics(stats: dict, decimals: int) -> str:
+    """``mean ±std [ci95_low, ci95_high]`` (just the mean where only the mean is known)."""
     if "ci95_low" not in stats:
         return f"{stats['mean']:.{decimals}f}"
     return (
@@ -79,7 +80,7 @@ def format_table(result: dict) -> str:
     header = ["class", *(heading for _, heading, _ in TABLE_COLUMNS), "n", "empty both/pred/ref"]
     rows = []
     for name, metrics in result["summary"].items():
-        cells = [_cell(metrics[key], decimals) for key, _, decimals in TABLE_COLUMNS]
+        cells = [format_statistics(metrics[key], decimals) for key, _, decimals in TABLE_COLUMNS]
         n = metrics["dice"].get("n", "")
         empty = metrics.get("empty")
         counts = "/".join(str(empty[kind]) for kind in ("both", "prediction", "reference")) if empty else ""

@@ -62,6 +62,10 @@ DISAGREEMENT_COLOURS = {
     "added (AI only)": (240, 50, 230),
     "other class": (255, 255, 255),
 }
+#: Uncertainty heat map: colour ramp from low to high, largest opacity, values named in the legend.
+HEAT_ANCHORS = [(0, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0)]
+HEAT_ALPHA = 0.7
+HEAT_LEGEND_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Legend text size and padding in pixels.
 FONT_SIZE, LEGEND_PAD = 14, 6
 
@@ -73,6 +77,7 @@ class Overlay:
     filename: str
     caption: str
     picture: PIL.Image.Image
+    slice_index: int | None = None  # axial slice in the image's own numbering; None for a 2D image
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -230,6 +235,46 @@ def _with_centroid_slice(stats: dict[str, dict], mask: LabelMap, axis: int) -> d
     return stats
 
 
+class _Display:
+    """Images on one grid, ready to be cut into display planes (rows, cols) in radiological order."""
+
+    def __init__(self, image: Image, others: list[Image | None]) -> None:
+        self.image = image
+        if image.ndim == 2:
+            self.arrays = [None if x is None else x.array for x in (image, *others)]
+            self.spacing = (float(image.spacing[1]), float(image.spacing[0]))
+            return
+        self.axis = axial_axis(image)
+        lps = [None if x is None else reorient(x, "LPS") for x in (image, *others)]
+        self.arrays = [None if x is None else x.array for x in lps]
+        self.spacing = (float(lps[0].spacing[1]), float(lps[0].spacing[0]))
+        self._to_lps = np.linalg.inv(lps[0].affine) @ image.affine
+
+    def _point(self, k: int) -> np.ndarray:
+        point = (np.asarray(self.image.shape, dtype=np.float64) - 1.0) / 2.0
+        point[self.axis] = k
+        return point
+
+    def planes(self, k: int | None) -> list[np.ndarray | None]:
+        """Every image's plane: the whole 2D image, or axial slice `k` (the image's own numbering)."""
+        if k is None:
+            return [None if a is None else a.T for a in self.arrays]
+        k_lps = round(float((self._to_lps @ np.append(self._point(k), 1.0))[2]))
+        return [None if a is None else a[:, :, k_lps].T for a in self.arrays]
+
+    def caption(self, k: int | None) -> str:
+        if k is None:
+            return f"2D image, pixel {self.spacing[1]:.3g} x {self.spacing[0]:.3g} mm"
+        z_mm = float(self.image.index_to_world(self._point(k)[None])[0, 2])
+        return f"axial slice {k} (of {self.image.shape[self.axis]}), z = {z_mm:+.1f} mm"
+
+    def finish(self, picture: PIL.Image.Image, k: int | None, entries: list) -> PIL.Image.Image:
+        """Orientation letters (axial slices) and the legend strip."""
+        if k is not None:
+            _draw_orientation(picture)
+        return _draw_legend(picture, self.caption(k), entries)
+
+
 def render_overlays(
     image: ScalarImage,
     mask: LabelMap,
@@ -245,51 +290,66 @@ def render_overlays(
     if reference is not None:
         names = {**class_names_for(reference, class_names), **names}
     grey_range = display_range(image, window, modality)
+    display = _Display(image, [mask, reference])
     if image.ndim == 2:
-        planes = [a.T if a is not None else None for a in (image.array, mask.array, _array(reference))]
-        spacing = (float(image.spacing[1]), float(image.spacing[0]))
-        picture = render_plane(planes[0], planes[1], spacing, grey_range, names, planes[2])
-        shown = np.unique(np.concatenate([np.unique(p) for p in planes[1:] if p is not None]))
-        caption = f"2D image, pixel {spacing[1]:.3g} x {spacing[0]:.3g} mm"
-        picture = _draw_legend(picture, caption, _legend_entries(shown, names, reference is not None))
-        return [Overlay("overlay_2d.png", caption, picture)]
-    return _axial_overlays(image, mask, names, reference, grey_range)
-
-
-def _array(image: Image | None) -> np.ndarray | None:
-    return None if image is None else image.array
-
-
-def _axial_overlays(
-    image: ScalarImage,
-    mask: LabelMap,
-    names: dict[int, str],
-    reference: LabelMap | None,
-    grey_range: tuple[float, float],
-) -> list[Overlay]:
-    axis = axial_axis(mask)
-    stats = _with_centroid_slice(structure_stats(mask, names), mask, axis)
-    fallback = None
-    if reference is not None:
-        fallback = _with_centroid_slice(structure_stats(reference, names), reference, axis)
-    lps = [reorient(x, "LPS") if x is not None else None for x in (image, mask, reference)]
-    to_lps = np.linalg.inv(lps[0].affine) @ image.affine
-    centre = (np.asarray(image.shape, dtype=np.float64) - 1.0) / 2.0
-    spacing = (float(lps[0].spacing[1]), float(lps[0].spacing[0]))
+        slices = {None: "2d"}
+    else:
+        stats = _with_centroid_slice(structure_stats(mask, names), mask, display.axis)
+        fallback = None
+        if reference is not None:
+            fallback = _with_centroid_slice(structure_stats(reference, names), reference, display.axis)
+        slices = _axial_slices(stats, fallback)
     overlays = []
-    for k, name in _axial_slices(stats, fallback).items():
-        point = centre.copy()
-        point[axis] = k
-        k_lps = round(float((to_lps @ np.append(point, 1.0))[2]))
-        planes = [x.array[:, :, k_lps].T if x is not None else None for x in lps]
-        picture = render_plane(planes[0], planes[1], spacing, grey_range, names, planes[2])
-        _draw_orientation(picture)
-        z_mm = float(image.index_to_world(point[None])[0, 2])
-        caption = f"axial slice {k} (of {image.shape[axis]}), z = {z_mm:+.1f} mm"
-        shown = np.unique(np.concatenate([np.unique(p) for p in planes[1:] if p is not None]))
-        picture = _draw_legend(picture, caption, _legend_entries(shown, names, reference is not None))
-        overlays.append(Overlay(f"overlay_{_safe_name(name)}_axial_{k}.png", caption, picture))
+    for k, name in slices.items():
+        grey, labels, expected = display.planes(k)
+        picture = render_plane(grey, labels, display.spacing, grey_range, names, expected)
+        shown = np.unique(np.concatenate([np.unique(p) for p in (labels, expected) if p is not None]))
+        picture = display.finish(picture, k, _legend_entries(shown, names, reference is not None))
+        filename = "overlay_2d.png" if k is None else f"overlay_{_safe_name(name)}_axial_{k}.png"
+        overlays.append(Overlay(filename, display.caption(k), picture, k))
     return overlays
+
+
+def heat_colour(values: np.ndarray) -> np.ndarray:
+    """RGB (float) of values in [0, 1] on the `HEAT_ANCHORS` colour ramp."""
+    positions = np.linspace(0.0, 1.0, len(HEAT_ANCHORS))
+    anchors = np.asarray(HEAT_ANCHORS, dtype=np.float32)
+    return np.stack([np.interp(values, positions, anchors[:, c]) for c in range(3)], axis=-1)
+
+
+def render_uncertainty(
+    image: ScalarImage,
+    uncertainty: ScalarImage,
+    slices: list[int | None],
+    window: tuple[float, float] | None = None,
+    modality: str | None = None,
+) -> list[Overlay]:
+    """Uncertainty (e.g. entropy from TTA or an ensemble) as a heat map over the image, per slice.
+
+    `slices` are the axial slice indices to show (None for a 2D image), e.g. those of the overlays.
+    The colour ramp runs from 0 to the largest uncertainty in the image; low values stay transparent.
+    """
+    _check_grid(image, uncertainty, "uncertainty map")
+    grey_range = display_range(image, window, modality)
+    top = float(np.max(uncertainty.array)) or 1.0
+    display = _Display(image, [uncertainty])
+    pictures = []
+    for k in slices:
+        grey, heat = display.planes(k)
+        base = render_plane(grey, np.zeros(grey.shape, np.uint8), display.spacing, grey_range, {})
+        level = np.asarray(
+            PIL.Image.fromarray((heat / top).astype(np.float32)).resize(base.size, PIL.Image.BILINEAR)
+        ).clip(0.0, 1.0)
+        rgb = np.asarray(base, dtype=np.float32)
+        alpha = (HEAT_ALPHA * level)[..., None]
+        rgb = (1.0 - alpha) * rgb + alpha * heat_colour(level)
+        picture = PIL.Image.fromarray(rgb.round().astype(np.uint8))
+        entries = [(f"{fraction * top:.3g}", tuple(int(c) for c in heat_colour(np.array(fraction))))
+                   for fraction in HEAT_LEGEND_STEPS]  # fmt: skip
+        picture = display.finish(picture, k, entries)
+        name = "uncertainty_2d.png" if k is None else f"uncertainty_axial_{k}.png"
+        pictures.append(Overlay(name, display.caption(k), picture, k))
+    return pictures
 
 
 def write_overlays(
