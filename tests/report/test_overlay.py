@@ -14,12 +14,15 @@ from medseg.io.image import LabelMap, ScalarImage
 from medseg.io.png import binarize_mask, read_png
 from medseg.io.reader import read_image
 from medseg.io.resample import reorient
+from medseg.report.boxplot import box_plot_svg, box_statistics
 from medseg.report.overlay import (
     DISAGREEMENT_ALPHA,
     DISAGREEMENT_COLOURS,
+    HEAT_ALPHA,
     MIN_LONG_SIDE_PX,
     class_colour,
     display_range,
+    render_uncertainty,
     write_overlays,
 )
 
@@ -33,6 +36,11 @@ def ct_case(datasets_dir):
     image = read_image(folder / "example_ct_sm.nii.gz")
     mask = read_image(folder / "example_seg.nii.gz", LabelMap)
     return image, mask, {int(k): v for k, v in names.items()}
+
+
+@pytest.fixture(scope="module")
+def chest_image(datasets_dir):
+    return read_png(datasets_dir / "cxr_lung_mc_shenzhen" / "images" / "CHNCXR_0006_0.png")
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +142,27 @@ def test_mask_on_another_grid_is_refused(ct_case, tmp_path):
     shifted = LabelMap(mask.array, mask.affine + np.pad(np.eye(3, 1, 0) * 5, ((0, 1), (3, 0))))
     with pytest.raises(GeometryError, match="does not match the image grid"):
         write_overlays(image, shifted, tmp_path, names)
+
+
+def test_uncertainty_heat_map_is_drawn_where_the_map_is_high(chest_image):
+    image = chest_image
+    heat = np.zeros(image.shape, dtype=np.float32)
+    heat[100:200, 300:350] = 2.0  # i = columns 100-199, j = rows 300-349
+    (overlay,) = render_uncertainty(image, ScalarImage(heat, image.affine), [None])
+    picture = np.asarray(overlay.picture.convert("RGB")).astype(int)[: image.shape[1]]
+    grey = np.asarray(render_uncertainty(image, ScalarImage(heat * 0, image.affine), [None])[0].picture)
+    changed = np.any(picture != np.asarray(grey)[: image.shape[1]], axis=2)
+    assert changed[310:340, 110:190].all() and not changed[:250].any()
+    expected = (1 - HEAT_ALPHA) * np.asarray(grey)[320, 150] + HEAT_ALPHA * np.array([255, 0, 0])
+    np.testing.assert_allclose(picture[320, 150], expected, atol=1.0)  # the top of the ramp is red
+
+
+def test_box_statistics_match_numpy():
+    values = [0.1, 0.5, 0.55, 0.6, 0.62, 0.7, 0.71, 0.9, 3.0]
+    stats = box_statistics(values)
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    assert (stats["q1"], stats["median"], stats["q3"]) == (q1, median, q3)
+    assert stats["outliers"] == [v for v in values if v < q1 - 1.5 * (q3 - q1) or v > q3 + 1.5 * (q3 - q1)]
+    assert stats["high"] == 0.9 and 3.0 in stats["outliers"]
+    svg = box_plot_svg({"a <b>": values}, "Dice", "Dice")
+    assert "a &lt;b&gt;" in svg and svg.count("<circle") == len(stats["outliers"])
