@@ -1,0 +1,222 @@
+"""Segment every image under an input path and write a result folder per image, surviving bad inputs.
+
+For each `medseg.engine.jobs.Job` the runner writes, into ``OUT/<job key>/``:
+
+* ``mask.nii.gz``: the labels on the exact source grid;
+* ``seg.dcm``: a DICOM SEG referencing the source instances (DICOM inputs only);
+* ``overlays/*.png``: pictures for a reader (`medseg.report.overlay.write_overlays`);
+* ``result.json``, written last: per structure its volume (mL) and lesion count, source UIDs, grid.
+
+One failing image is recorded with its reason and the others go on; a folder whose ``result.json``
+exists is skipped (delete it, or pass ``force``, to redo it). Every file is written under a temporary
+name and renamed. ``OUT/summary.json`` lists every job as done, skipped or failed. With several
+processes (``RANK``/``WORLD_SIZE``, e.g. under ``torchrun``) each takes every WORLD_SIZE-th job, writes
+``summary.rank-<r>-of-<w>.json``, and whichever finishes last merges the parts into ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import medseg
+from medseg.engine.inference import Ensemble
+from medseg.engine.jobs import Discovery, Job, shard
+from medseg.engine.postprocess import PostProcessing, postprocess
+from medseg.engine.sliding_window import WindowSettings
+from medseg.errors import MedsegError
+from medseg.io.dicom import read_series
+from medseg.io.image import Image, LabelMap, ScalarImage
+from medseg.io.reader import read_image
+from medseg.io.volume import write_volume
+from medseg.utils.atomic import atomic_path, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+RESULT_NAME = "result.json"
+SUMMARY_NAME = "summary.json"
+#: Exit status of a run in which some inputs failed (0: every input done or skipped).
+EXIT_SOME_FAILED = 3
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to write, and how this process shares the work."""
+
+    write_seg: bool = True
+    write_overlays: bool = True
+    force: bool = False
+    rank: int = 0
+    world_size: int = 1
+    progress: bool = False
+    postprocessing: PostProcessing = field(default_factory=PostProcessing)
+
+
+def read_job_image(job: Job) -> ScalarImage:
+    """The image of `job`, read with the reader its kind needs."""
+    if job.kind == "dicom-series":
+        return read_series(job.files)
+    image = read_image(job.files[0])
+    assert isinstance(image, ScalarImage)
+    return image
+
+
+def _grid(image: Image) -> dict[str, Any]:
+    return {
+        "shape": list(image.shape),
+        "spacing_mm": [round(float(v), 6) for v in image.spacing],
+        "orientation": image.orientation,
+        "affine_ras": [[round(float(v), 6) for v in row] for row in image.affine],
+    }
+
+
+def _source_uids(job: Job, image: ScalarImage) -> dict[str, Any]:
+    uids = dict(job.uids)
+    for key in ("frame_of_reference_uid", "sop_instance_uids"):
+        if image.meta.get(key):
+            uids[key] = image.meta[key]
+    return uids
+
+
+def _write_seg(
+    job: Job, image: ScalarImage, labels: LabelMap, out: Path, ensemble: Ensemble
+) -> dict[int, int]:
+    from medseg.io.seg_writer import read_source_headers, write_seg  # highdicom: slow import
+
+    uids = image.meta["sop_instance_uids"] if job.kind == "dicom-series" else None
+    headers = read_source_headers(job.files, uids)
+    name = str(ensemble.plan.dataset.get("name", "medseg model"))
+    return write_seg(labels, headers, out / "seg.dcm", ensemble.class_names, name, medseg.__version__)
+
+
+def segment_job(
+    job: Job, ensemble: Ensemble, settings: WindowSettings, options: RunOptions, out: Path
+) -> dict[str, Any]:
+    """Segment one job into `out` and return its result record (also written as result.json)."""
+    from medseg.report.overlay import write_overlays
+    from medseg.report.structures import structure_stats
+
+    start = time.perf_counter()
+    if job.problem:
+        raise MedsegError(job.problem)
+    image = read_job_image(job)
+    labels = ensemble.predict(image, settings, options.progress)
+    labels = postprocess(labels, options.postprocessing)
+    with atomic_path(out / "mask.nii.gz") as temporary:
+        write_volume(labels, temporary)
+    outputs = ["mask.nii.gz"]
+    segments = {}
+    if options.write_seg and job.kind.startswith("dicom"):
+        segments = _write_seg(job, image, labels, out, ensemble)
+        outputs.append("seg.dcm")
+    if options.write_overlays:
+        overlays = write_overlays(image, labels, out / "overlays", ensemble.class_names)
+        outputs += [f"overlays/{path.name}" for path in overlays]
+    result = {
+        "key": job.key,
+        "input": job.label,
+        "kind": job.kind,
+        "source_uids": _source_uids(job, image),
+        "grid": _grid(image),
+        "structures": structure_stats(labels, ensemble.class_names),
+        "seg_segments": {str(number): ensemble.class_names[value] for number, value in segments.items()},
+        "model": {
+            "checkpoints": [path.name for path in ensemble.sources],
+            "class_names": {str(k): v for k, v in ensemble.class_names.items()},
+            "medseg_version": medseg.__version__,
+        },
+        "settings": asdict(settings),
+        "postprocessing": {
+            k: sorted(v) if isinstance(v, (set, frozenset)) else v
+            for k, v in asdict(options.postprocessing).items()
+        },
+        "outputs": outputs,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    write_text_atomic(out / RESULT_NAME, json.dumps(result, indent=2, default=_json_default) + "\n")
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text if isinstance(error, MedsegError) else f"{type(error).__name__}: {text}"
+
+
+def run_batch(
+    discovery: Discovery,
+    ensemble: Ensemble,
+    settings: WindowSettings,
+    out_dir: str | os.PathLike,
+    options: RunOptions,
+) -> dict[str, Any]:
+    """Process this rank's share of `discovery` into `out_dir`; return (and write) the run summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mine = shard(discovery.jobs, options.rank, options.world_size)
+    records: list[dict[str, Any]] = []
+    for number, job in enumerate(mine, start=1):
+        out = out_dir / job.key
+        record = {"key": job.key, "input": job.label, "kind": job.kind, "output": job.key}
+        if (out / RESULT_NAME).is_file() and not options.force:
+            records.append({**record, "status": "skipped", "reason": "result exists from an earlier run"})
+            logger.info("[%d/%d] %s: already done", number, len(mine), job.key)
+            continue
+        try:
+            result = segment_job(job, ensemble, settings, options, out)
+        except (Exception, MemoryError) as error:  # one bad input must not stop the batch
+            logger.debug("job %s failed:\n%s", job.key, traceback.format_exc())
+            records.append({**record, "status": "failed", "reason": _one_line(error)})
+            logger.warning(
+                "[%d/%d] %s (%s): failed: %s", number, len(mine), job.key, job.kind, _one_line(error)
+            )
+            continue
+        records.append({**record, "status": "done", "seconds": result["seconds"]})
+        logger.info(
+            "[%d/%d] %s (%s): done in %.1f s", number, len(mine), job.key, job.kind, result["seconds"]
+        )
+    if options.rank == 0:  # files left out are reported once
+        records += [
+            {"input": item["input"], "status": "skipped", "reason": item["reason"]}
+            for item in discovery.skipped
+        ]
+    return _write_summary(out_dir, records, options)
+
+
+def _counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    return {status: sum(r["status"] == status for r in records) for status in ("done", "skipped", "failed")}
+
+
+def _write_summary(out_dir: Path, records: list[dict[str, Any]], options: RunOptions) -> dict[str, Any]:
+    summary = {"medseg_version": medseg.__version__, "counts": _counts(records), "items": records}
+    if options.world_size == 1:
+        write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+        return summary
+    part = out_dir / f"summary.rank-{options.rank}-of-{options.world_size}.json"
+    write_text_atomic(part, json.dumps(summary, indent=2) + "\n")
+    parts = [out_dir / f"summary.rank-{r}-of-{options.world_size}.json" for r in range(options.world_size)]
+    if all(path.is_file() for path in parts):  # the last process to finish merges
+        merged = [item for path in parts for item in json.loads(path.read_text())["items"]]
+        total = {"medseg_version": medseg.__version__, "counts": _counts(merged), "items": merged}
+        write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(total, indent=2) + "\n")
+    return summary
+
+
+def exit_status(summary: dict[str, Any]) -> int:
+    """0 when nothing failed, `EXIT_SOME_FAILED` otherwise."""
+    return EXIT_SOME_FAILED if summary["counts"]["failed"] else 0

@@ -1,0 +1,130 @@
+"""Find what to segment under an input path: one `Job` per DICOM series, radiograph or image file.
+
+A folder is searched at any depth: DICOM files are grouped into studies and series
+(`medseg.io.dicom.scan.scan_folder`), NIfTI/NRRD/MHA and PNG/JPEG files are jobs of their own, and every
+other file (non-image DICOM objects, DICOM SEGs, text) is listed as skipped with the reason. A series
+whose geometry cannot be read stays a job carrying its problem, so that it is reported as failed.
+
+Job keys are hashes of the SeriesInstanceUID (DICOM) or of the path relative to the input (files):
+output folders are named by them, never by patient data, and stay the same from one run to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from medseg.io.dicom.scan import SeriesInfo, SeriesRules, rejection_reasons, scan_folder
+from medseg.io.png import is_png_file
+from medseg.io.reader import is_dicom_file
+from medseg.io.volume import is_volume_file
+
+#: Projection modalities: their single-frame files are 2D images, not slices of a volume.
+RADIOGRAPHY_MODALITIES = ("DX", "CR", "MG", "RF", "XA", "IO", "PX")
+#: Hex digits of the SHA-256 used in output folder names.
+KEY_LENGTH = 16
+
+
+@dataclass
+class Job:
+    """One image to segment."""
+
+    key: str
+    kind: str  # "dicom-series", "dicom-image" or "file"
+    label: str  # the input path relative to the input root, for the summary
+    files: list[Path] = field(default_factory=list)
+    problem: str | None = None  # known before reading: the job fails with it
+    uids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Discovery:
+    jobs: list[Job]
+    skipped: list[dict[str, str]]
+
+
+def job_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
+
+
+def _is_radiograph(series: SeriesInfo) -> bool:
+    """A projection image without slice positions (read as 2D, one job per file)."""
+    return series.problem is not None and series.modality in RADIOGRAPHY_MODALITIES
+
+
+def _series_jobs(series: SeriesInfo, root: Path) -> list[Job]:
+    uids = {
+        "study_instance_uid": series.study_instance_uid,
+        "series_instance_uid": series.series_instance_uid,
+    }
+    if _is_radiograph(series):
+        return [
+            Job(
+                job_key(f"{series.series_instance_uid}/{_relative(path, root)}"),
+                "dicom-image",
+                _relative(path, root),
+                [path],
+                uids=uids,
+            )
+            for path in series.files
+        ]
+    folder = _relative(Path(os.path.commonpath([str(p.parent) for p in series.files])), root)
+    return [
+        Job(
+            job_key(series.series_instance_uid or folder),
+            "dicom-series",
+            folder,
+            list(series.files),
+            series.problem,
+            uids,
+        )
+    ]
+
+
+def discover(source: str | os.PathLike, rules: SeriesRules | None = None) -> Discovery:
+    """Jobs under `source` (a folder of any depth, or one file) and the files left out, with reasons.
+
+    `rules` selects DICOM series (e.g. modalities); series it rejects are skipped, except for unreadable
+    geometry, which is a failure (``readable_only`` is ignored).
+    """
+    source = Path(source)
+    rules = replace(rules or SeriesRules(), readable_only=False)
+    if source.is_file():
+        if is_volume_file(source) or is_png_file(source) or is_dicom_file(source):
+            kind = "dicom-image" if is_dicom_file(source) else "file"
+            return Discovery([Job(job_key(source.name), kind, source.name, [source])], [])
+        return Discovery([], [{"input": source.name, "reason": "not an image file"}])
+    scan = scan_folder(source)
+    jobs, skipped = [], []
+    for series in scan.series:
+        if _is_radiograph(series):  # no slice geometry to check: only the modality rule applies
+            reasons = rejection_reasons(series, replace(rules, min_slices=0))
+        else:
+            reasons = rejection_reasons(series, rules)
+        if reasons:
+            where = _relative(Path(os.path.commonpath([str(p) for p in series.files])), source)
+            skipped.append({"input": where, "reason": "; ".join(reasons)})
+        else:
+            jobs += _series_jobs(series, source)
+    for item in scan.skipped:
+        if is_volume_file(item.path) or is_png_file(item.path):
+            label = _relative(item.path, source)
+            jobs.append(Job(job_key(label), "file", label, [item.path]))
+        else:
+            skipped.append({"input": _relative(item.path, source), "reason": item.reason})
+    jobs.sort(key=lambda job: job.key)
+    return Discovery(jobs, skipped)
+
+
+def shard(jobs: list[Job], rank: int, world_size: int) -> list[Job]:
+    """The jobs of process `rank` out of `world_size` (round robin over jobs sorted by key)."""
+    return jobs[rank::world_size]

@@ -1,0 +1,191 @@
+"""Write a predicted `LabelMap` as a DICOM SEG that references its source series (with highdicom).
+
+Segments are the label map's classes (background excluded), numbered 1..N in class-value order; each
+gets a coded category and type (`segment_codes`) and the algorithm's name and version. The series
+description says the result is AI-generated and not for clinical use. Frame k of the SEG is slice k
+of the label map, i.e. ``array[:, :, k].T`` (rows, columns), taken from source instance k.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+import medseg
+from medseg.errors import GeometryError, InputError
+from medseg.io.dicom.frames import sop_instance_uid
+from medseg.io.image import LabelMap
+from medseg.utils.atomic import atomic_path
+
+#: Every SEG says this, so nobody mistakes it for a reviewed result.
+SERIES_DESCRIPTION = "AI-generated segmentation - not for clinical use"
+#: Words that make a class a finding (category "Morphologically Abnormal Structure") and the SNOMED CT
+#: keyword of its type.
+ABNORMAL_WORDS = {
+    "tumour": "Tumor",
+    "tumor": "Tumor",
+    "neoplasm": "Neoplasm",
+    "cancer": "Neoplasm",
+    "carcinoma": "Neoplasm",
+    "lesion": "Lesion",
+    "lesions": "Lesion",
+    "mass": "Mass",
+    "nodule": "Nodule",
+    "nodules": "Nodule",
+    "metastasis": "Metastasis",
+    "metastases": "Metastasis",
+    "cyst": "Cyst",
+}
+#: Words left out when looking a structure up by name (laterality and filler).
+IGNORED_WORDS = {"left", "right", "l", "r", "the", "of", "and"}
+#: British spellings in class names -> the SNOMED CT keyword spelling.
+SPELLINGS = {"oesophagus": "esophagus", "haemorrhage": "hemorrhage", "oedema": "edema"}
+#: Patient and study attributes the SEG copies from its source (type 2: present, possibly empty).
+EMPTY_ALLOWED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+SERIES_NUMBER = 900
+MANUFACTURER = "medseg"
+
+
+def _keyword(words: Sequence[str]) -> str:
+    return "".join(word.capitalize() for word in words)
+
+
+def _lookup(keyword: str) -> Code | None:
+    try:
+        return getattr(codes.SCT, keyword)
+    except AttributeError:
+        return None
+
+
+def segment_codes(name: str) -> tuple[Code, Code]:
+    """(category, type) codes for a class name, e.g. ``"liver"`` -> Anatomical Structure, Liver.
+
+    Tumour-like names (`ABNORMAL_WORDS`) get Morphologically Abnormal Structure; other names are looked
+    up in SNOMED CT by their words (laterality left out), falling back to a generic type.
+    """
+    words = [SPELLINGS.get(w, w) for w in re.findall(r"[a-z]+", name.lower())]
+    for word in words:
+        if word in ABNORMAL_WORDS:
+            return codes.SCT.MorphologicallyAbnormalStructure, getattr(codes.SCT, ABNORMAL_WORDS[word])
+    significant = [w for w in words if w not in IGNORED_WORDS]
+    candidates = [
+        _keyword(significant),
+        _keyword(significant[::-1]),
+        *map(_keyword, ([w] for w in significant[::-1])),
+    ]
+    for keyword in candidates:
+        code = _lookup(keyword) if keyword else None
+        if code is not None:
+            return codes.SCT.AnatomicalStructure, code
+    return codes.SCT.AnatomicalStructure, codes.SCT.AnatomicalStructure
+
+
+def read_source_headers(
+    files: Sequence[str | os.PathLike], sop_instance_uids: Sequence[str] | None = None
+) -> list[pydicom.Dataset]:
+    """Headers of the source `files` ordered as `sop_instance_uids` (the label map's slice order).
+
+    Without `sop_instance_uids` (one 2D image), the headers in the order of `files`.
+    """
+    by_uid = {}
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # Some files carry their UIDs only in the file meta; the SEG references them from the dataset.
+        ds.SOPInstanceUID = sop_instance_uid(ds)
+        if not ds.get("SOPClassUID"):
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        for keyword in EMPTY_ALLOWED:  # the SEG copies them; DICOM allows them empty, not absent
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+        by_uid[str(ds.SOPInstanceUID)] = ds
+    if sop_instance_uids is None:
+        return list(by_uid.values())
+    missing = [uid for uid in sop_instance_uids if uid not in by_uid]
+    if missing:
+        raise InputError(Path(files[0]).parent, f"{len(missing)} source instance(s) of the labels not found")
+    return [by_uid[str(uid)] for uid in sop_instance_uids]
+
+
+def _frames(labels: LabelMap, sources: Sequence[pydicom.Dataset], segment_of: np.ndarray) -> np.ndarray:
+    """(frames, rows, columns) array of segment numbers, frame k from slice k."""
+    array = labels.array if labels.ndim == 3 else labels.array[:, :, None]
+    if array.shape[2] != len(sources):
+        raise GeometryError(None, f"{array.shape[2]} label slices for {len(sources)} source instances")
+    rows, columns = int(sources[0].Rows), int(sources[0].Columns)
+    if array.shape[:2] != (columns, rows):
+        raise GeometryError(
+            None, f"label slices are {array.shape[:2]}, source images {columns}x{rows} (columns x rows)"
+        )
+    return np.ascontiguousarray(segment_of[array].transpose(2, 1, 0))
+
+
+def write_seg(
+    labels: LabelMap,
+    sources: Sequence[pydicom.Dataset],
+    path: str | os.PathLike,
+    class_names: dict[int, str],
+    algorithm_name: str,
+    algorithm_version: str,
+) -> dict[int, int]:
+    """Write `labels` (on the source grid, slice k = ``sources[k]``) as a DICOM SEG at `path`.
+
+    Returns ``{segment number: class value}``.
+    """
+    classes = sorted(value for value in class_names if value > 0)
+    segment_of = np.zeros(max(max(classes, default=0), int(labels.array.max())) + 1, dtype=np.uint16)
+    segment_of[classes] = np.arange(1, len(classes) + 1)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
+    )
+    descriptions = []
+    for number, value in enumerate(classes, start=1):
+        category, kind = segment_codes(class_names[value])
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=class_names[value],
+                segmented_property_category=category,
+                segmented_property_type=kind,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+            )
+        )
+    frames = _frames(labels, sources, segment_of)
+    seg = hd.seg.Segmentation(
+        source_images=list(sources),
+        pixel_array=frames.astype(np.uint8 if len(classes) < 256 else np.uint16),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=algorithm_name,
+        software_versions=f"medseg {medseg.__version__}",
+        device_serial_number="0",
+        series_description=SERIES_DESCRIPTION,
+        omit_empty_frames=False,
+    )
+    with atomic_path(path) as temporary:
+        seg.save_as(temporary)
+    return {number: value for number, value in enumerate(classes, start=1)}

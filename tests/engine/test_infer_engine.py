@@ -1,0 +1,152 @@
+"""Sliding-window stitching, ensembling, mirroring, post-processing and SEG codes, checked independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference
+from scipy import ndimage
+
+from medseg.engine.inference import checkpoint_paths, load_ensemble
+from medseg.engine.postprocess import PostProcessing, postprocess
+from medseg.engine.sliding_window import WindowSettings, segment, window_starts
+from medseg.errors import ConfigError, InputError
+from medseg.io.image import LabelMap
+from medseg.io.seg_writer import segment_codes
+from medseg.models import create_model
+
+
+@pytest.fixture(scope="module")
+def network() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("unet", 3, 1, 4, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).eval()
+
+
+@pytest.fixture(scope="module")
+def volume() -> torch.Tensor:
+    """An image that is not a multiple of the window, so windows overlap unevenly and the last is clamped."""
+    return torch.randn(1, 50, 40, 36, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize(("overlap", "batch_size"), [(0.5, 3), (0.25, 1), (0.6, 5)])
+def test_slab_stitching_equals_monai_full_volume_blending(network, volume, overlap, batch_size):
+    """fp32 everywhere: the rolling slab buffer must give MONAI's gaussian-blended argmax exactly."""
+    settings = WindowSettings((24, 24, 16), overlap, batch_size, precision="fp32", accumulate="fp32")
+    ours = segment([network], volume, settings)
+    with torch.no_grad():
+        expected = sliding_window_inference(volume[None], (24, 24, 16), 4, network, overlap, mode="gaussian")
+    assert ours.dtype == torch.uint8 and ours.shape == volume.shape[1:]
+    top_two = expected[0].topk(2, dim=0).values
+    decided = (top_two[0] - top_two[1]) > 1e-5  # MONAI divides by a count map: ties may round either way
+    torch.testing.assert_close(ours.long()[decided], expected[0].argmax(0)[decided])
+    assert decided.float().mean() > 0.999
+
+
+def test_half_precision_paths_agree_with_fp32(network, volume):
+    settings = WindowSettings((24, 24, 16), precision="fp32", accumulate="fp32")
+    reference = segment([network], volume, settings)
+    fast = segment([network], volume, WindowSettings((24, 24, 16)))  # bf16 forward, fp16 buffer
+    assert (fast == reference).float().mean() > 0.98
+
+
+def test_small_image_is_padded_and_cropped_back(network):
+    image = torch.randn(1, 20, 40, 9)
+    labels = segment([network], image, WindowSettings((32, 32, 16), precision="fp32", accumulate="fp32"))
+    padded = torch.nn.functional.pad(image, (3, 4, 0, 0, 6, 6))  # what MONAI does (symmetric zero pad)
+    with torch.no_grad():
+        expected = sliding_window_inference(padded[None], (32, 32, 16), 1, network, 0.5, mode="gaussian")
+    torch.testing.assert_close(labels.long(), expected[0].argmax(0)[6:26, :, 3:12])
+
+
+def test_mirroring_and_ensemble_average_the_flipped_and_member_scores(network, volume):
+    """Two members and x-mirroring equal the sum of four explicit full-image runs."""
+    torch.manual_seed(5)
+    other = create_model("unet", 3, 1, 4, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).eval()
+    roi = tuple(volume.shape[1:])  # one window: no blending, so the sum is easy to write down
+    settings = WindowSettings(roi, mirror_axes=(0,), precision="fp32", accumulate="fp32")
+    ours = segment([network, other], volume, settings)
+    with torch.no_grad():
+        x = volume[None]
+        total = sum(net(x) + net(x.flip(2)).flip(2) for net in (network, other))
+    torch.testing.assert_close(ours.long(), total[0].argmax(0))
+
+
+def test_window_starts_cover_the_axis_like_monai():
+    assert window_starts(100, 32, 0.5) == [0, 16, 32, 48, 64, 68]
+    assert window_starts(20, 32, 0.5) == [0]
+    assert window_starts(32, 32, 0.5) == [0]
+    with pytest.raises(ConfigError, match="overlap"):
+        WindowSettings((32, 32), overlap=1.0)
+
+
+def _balls(shape, centres_radii) -> np.ndarray:
+    grid = np.indices(shape)
+    out = np.zeros(shape, dtype=bool)
+    for centre, radius in centres_radii:
+        out |= ((grid - np.reshape(centre, (3, 1, 1, 1))) ** 2).sum(0) <= radius**2
+    return out
+
+
+def test_postprocessing_rules_in_physical_units():
+    spacing = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 mm3 voxels
+    big, small = _balls((40, 40, 40), [((12, 12, 12), 7)]), _balls((40, 40, 40), [((30, 30, 30), 2)])
+    array = np.zeros((40, 40, 40), np.uint8)
+    array[big | small] = 1
+    hole = _balls((40, 40, 40), [((12, 12, 12), 2)])
+    array[hole] = 0
+    array[30:34, 5:9, 5:9] = 2  # class 2: never touched by the class 1 rules
+    labels = LabelMap(array, spacing)
+
+    largest = postprocess(labels, PostProcessing(largest_component={1})).array
+    assert not (largest[small] == 1).any() and (largest[big & ~hole] == 1).all()
+    small_ml = small.sum() * 8 / 1000
+    dropped = postprocess(labels, PostProcessing(min_volume_ml=small_ml * 1.01)).array
+    assert not (dropped[small] == 1).any() and (dropped[big & ~hole] == 1).all()
+    assert (dropped == 2).sum() == 64  # 0.512 mL: above the threshold
+    kept = postprocess(labels, PostProcessing(min_volume_ml=small_ml * 0.99)).array
+    assert (kept[small] == 1).all()
+    filled = postprocess(labels, PostProcessing(fill_holes={1})).array
+    assert (filled[hole] == 1).all() and (filled[small] == 1).all()
+    np.testing.assert_array_equal(labels.array, array)  # the input is not changed
+
+
+def test_coded_segment_descriptions():
+    category, kind = segment_codes("liver")
+    assert (category.meaning, kind.meaning) == ("Anatomical Structure", "Liver")
+    category, kind = segment_codes("Liver tumour")
+    assert category.meaning == "Morphologically Abnormal Structure" and kind.value == "108369006"
+    assert segment_codes("kidney_left")[1].meaning == "Kidney"
+    assert segment_codes("widget")[1].meaning == "Anatomical Structure"
+
+
+def test_model_folders_and_mismatched_ensembles(tmp_path):
+    from infer_models import save_threshold_checkpoint
+
+    bundle = tmp_path / "bundle"
+    first = save_threshold_checkpoint(bundle / "models" / "fold0.pt", 3, [2.0, 2.0, 2.0], [16, 16, 16])
+    second = save_threshold_checkpoint(bundle / "models" / "fold1.pt", 3, [2.0, 2.0, 2.0], [16, 16, 16])
+    assert checkpoint_paths([bundle]) == [first, second]
+    assert len(load_ensemble([bundle]).networks) == 2
+    other = save_threshold_checkpoint(tmp_path / "other.pt", 3, [1.0, 1.0, 1.0], [16, 16, 16])
+    with pytest.raises(InputError, match="plan differs"):
+        load_ensemble([first, other])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no"):
+        checkpoint_paths([tmp_path / "empty"])
+
+
+def test_labels_are_exact_for_a_threshold_model_on_the_plan_grid(tmp_path):
+    """A 1 mm RAS image under a 1 mm plan: preprocessing is the identity, so labels equal the threshold."""
+    from infer_models import THRESHOLD_HU, save_threshold_checkpoint
+
+    from medseg.io.image import ScalarImage
+
+    rng = np.random.default_rng(0)
+    array = ndimage.gaussian_filter(rng.normal(0, 150, (30, 26, 20)), 2) * 4
+    image = ScalarImage(array.astype(np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
+    ensemble = load_ensemble([save_threshold_checkpoint(tmp_path / "m.pt", 3, [1.0, 1.0, 1.0], [16, 16, 16])])
+    labels = ensemble.predict(image, ensemble.settings(precision="fp32", accumulate="fp32"))
+    assert labels.same_grid(image)
+    margin = np.abs(array - THRESHOLD_HU) > 0.5  # voxels right at the threshold may go either way
+    np.testing.assert_array_equal(labels.array[margin], (array > THRESHOLD_HU)[margin])
