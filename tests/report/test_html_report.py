@@ -63,9 +63,14 @@ def hippocampus_study(datasets_dir, tmp_path_factory):
     return path, prediction, reference
 
 
-def test_study_page_renders_with_its_pictures_and_numbers(hippocampus_study, chromium):
-    path, prediction, reference = hippocampus_study
-    dom = chromium(path, "--dump-dom")
+@pytest.fixture(scope="module")
+def study_dom(hippocampus_study, chromium) -> str:
+    return chromium(hippocampus_study[0], "--dump-dom")
+
+
+def test_study_page_renders_with_its_pictures_and_numbers(hippocampus_study, study_dom):
+    _, prediction, reference = hippocampus_study
+    dom = study_dom
     assert html.escape(BANNER) in dom or BANNER in dom
     assert _assert_images_loaded(dom) >= 4  # overlays and the same slices of the uncertainty map
     data = _report_data(dom)
@@ -86,11 +91,10 @@ def test_study_page_renders_with_its_pictures_and_numbers(hippocampus_study, chr
         assert int(structures[name][1]) == voxels == entry["voxels"]
 
 
-def test_study_page_escapes_text(hippocampus_study, chromium):
-    path, _, _ = hippocampus_study
-    source = path.read_text()
+def test_study_page_escapes_text(hippocampus_study, study_dom):
+    source = hippocampus_study[0].read_text()
     assert HOSTILE_NAME not in source and "hippo <unet>" not in source
-    dom = chromium(path, "--dump-dom")
+    dom = study_dom
     assert dom.count("<script") == 2  # the data block and the status script; no injected one
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
 

@@ -22,6 +22,7 @@ from medseg.report.overlay import (
     MIN_LONG_SIDE_PX,
     class_colour,
     display_range,
+    render_overlays,
     render_uncertainty,
     write_overlays,
 )
@@ -76,18 +77,18 @@ def test_axial_ct_overlay_is_radiological_and_to_physical_scale(ct_case, ct_over
     assert aorta_y < cord_y  # anterior (aorta) above posterior (spinal cord)
 
 
-def test_display_does_not_depend_on_how_the_volume_is_stored(ct_case, ct_overlays, tmp_path):
+def test_display_does_not_depend_on_how_the_volume_is_stored(ct_case, ct_overlays):
     image, mask, names = ct_case
-    flipped = write_overlays(reorient(image, "LAI"), reorient(mask, "LAI"), tmp_path, names, modality="CT")
+    flipped = render_overlays(reorient(image, "LAI"), reorient(mask, "LAI"), names, modality="CT")
     last = image.shape[2] - 1
-    by_name = {p.name: p for p in flipped}
-    height = round(_pixels(flipped[0]).shape[1] * image.shape[1] / image.shape[0])  # above the legend
+    by_name = {overlay.filename: np.asarray(overlay.picture) for overlay in flipped}
+    height = round(flipped[0].picture.width * image.shape[1] / image.shape[0])  # above the legend
     compared = 0
     for path in ct_overlays:
         prefix, k = re.fullmatch(r"(overlay_.+_axial_)(\d+)\.png", path.name).groups()
         twin = by_name.get(f"{prefix}{last - int(k)}.png")
         if twin is not None:
-            np.testing.assert_array_equal(_pixels(twin)[:height], _pixels(path)[:height])
+            np.testing.assert_array_equal(twin[:height], _pixels(path)[:height])
             compared += 1
     assert compared >= 10
 
