@@ -38,9 +38,11 @@ def lesion_metrics(prediction: np.ndarray, reference: np.ndarray) -> dict[str, f
     if n_ref == 0 and n_pred == 0:
         return {**counts, "detected": 0, "missed": 0, "false": 0, "lesion_dice": 1.0, "lesion_f1": 1.0}
     both = (ref_labels > 0) & (pred_labels > 0)
-    pairs, shared = np.unique(np.stack([ref_labels[both], pred_labels[both]]), axis=1, return_counts=True)
+    keys = ref_labels[both].astype(np.int64) * (n_pred + 1) + pred_labels[both]
+    keys, shared = np.unique(keys, return_counts=True)
     matched = shared >= MIN_OVERLAP_VOXELS
-    pairs, shared = pairs[:, matched], shared[matched]
+    pairs = np.stack(np.divmod(keys[matched], n_pred + 1))  # (reference lesion, predicted lesion)
+    shared = shared[matched]
     ref_sizes = np.bincount(ref_labels.ravel(), minlength=n_ref + 1)[1:]
     pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
     intersection, matched_size = np.zeros(n_ref), np.zeros(n_ref)

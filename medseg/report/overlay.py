@@ -24,7 +24,7 @@ from __future__ import annotations
 import colorsys
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,8 +282,13 @@ def render_overlays(
     reference: LabelMap | None = None,
     window: tuple[float, float] | None = None,
     modality: str | None = None,
+    slices: Sequence[int] | None = None,
 ) -> list[Overlay]:
-    """The overlays `write_overlays` writes, as pictures in memory (see the module docstring)."""
+    """The overlays `write_overlays` writes, as pictures in memory (see the module docstring).
+
+    `slices` (3D only) replaces the automatic choice of axial slices, e.g. to draw a second mask on the
+    slices chosen for the first; those overlays are named ``overlay_slice_axial_<k>.png``.
+    """
     _check_grid(image, mask, "mask")
     _check_grid(image, reference, "reference")
     names = class_names_for(mask, class_names)
@@ -292,15 +297,17 @@ def render_overlays(
     grey_range = display_range(image, window, modality)
     display = _Display(image, [mask, reference])
     if image.ndim == 2:
-        slices = {None: "2d"}
+        chosen: dict = {None: "2d"}
+    elif slices is not None:
+        chosen = {int(k): "slice" for k in slices}
     else:
         stats = _with_centroid_slice(structure_stats(mask, names), mask, display.axis)
         fallback = None
         if reference is not None:
             fallback = _with_centroid_slice(structure_stats(reference, names), reference, display.axis)
-        slices = _axial_slices(stats, fallback)
+        chosen = _axial_slices(stats, fallback)
     overlays = []
-    for k, name in slices.items():
+    for k, name in chosen.items():
         grey, labels, expected = display.planes(k)
         picture = render_plane(grey, labels, display.spacing, grey_range, names, expected)
         shown = np.unique(np.concatenate([np.unique(p) for p in (labels, expected) if p is not None]))

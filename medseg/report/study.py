@@ -94,6 +94,35 @@ def _metrics_section(metrics: dict, tolerance_mm: float) -> str:
     return f'{heading}{table(header, rows, "metrics")}<p class="note">{escape(policy)}</p>'
 
 
+def _overlays_section(
+    image: ScalarImage,
+    mask: LabelMap,
+    reference: LabelMap | None,
+    names: dict[int, str],
+    overlays: list,
+    window: tuple[float, float] | None,
+    modality: str | None,
+) -> str:
+    """The overlays; with a reference, one row per slice: AI mask, reference, and their disagreement."""
+    note = "AI mask: translucent fill and outline per structure."
+    if reference is None:
+        figures = [figure(overlay.picture, overlay.caption) for overlay in overlays]
+        return f'<h2>Overlays</h2><p class="note">{escape(note)}</p>' + "".join(figures)
+    note += " Rows: AI mask, reference, disagreement (missed yellow, added magenta, other class white)."
+    slices = None if image.ndim == 2 else [overlay.slice_index for overlay in overlays]
+    alone = render_overlays(image, mask, names, None, window, modality, slices)
+    references = render_overlays(image, reference, names, None, window, modality, slices)
+    rows = [
+        '<div class="row">'
+        + figure(ai.picture, f"AI mask, {ai.caption}")
+        + figure(expected.picture, f"reference, {expected.caption}")
+        + figure(both.picture, f"disagreement, {both.caption}")
+        + "</div>"
+        for ai, expected, both in zip(alone, references, overlays, strict=True)
+    ]
+    return f'<h2>Overlays</h2><p class="note">{escape(note)}</p>' + "".join(rows)
+
+
 def write_study_report(
     out_path: str | os.PathLike,
     image: ScalarImage,
@@ -132,13 +161,7 @@ def write_study_report(
         f"{' x '.join(f'{s:.3g}' for s in image.spacing)} mm, orientation {image.orientation}."
     )
     body = [f'<p><strong>Model:</strong> {escape(model)}</p><p class="note">{escape(geometry)}</p>']
-    overlay_note = "AI mask: translucent fill and outline per structure."
-    if reference is not None:
-        overlay_note += (
-            " Disagreement with the reference: missed (yellow), added (magenta), other class (white)."
-        )
-    body.append(f'<h2>Overlays</h2><p class="note">{escape(overlay_note)}</p>')
-    body += [figure(overlay.picture, overlay.caption) for overlay in overlays]
+    body.append(_overlays_section(image, mask, reference, names, overlays, window, modality))
     body.append("<h2>Structures</h2>" + _structures_table(stats, reference_stats, mask))
     lesions_html, lesions = _lesions_section(mask, stats)
     body.append(lesions_html)

@@ -73,6 +73,9 @@ def test_study_page_renders_with_its_pictures_and_numbers(hippocampus_study, stu
     dom = study_dom
     assert html.escape(BANNER) in dom or BANNER in dom
     assert _assert_images_loaded(dom) >= 4  # overlays and the same slices of the uncertainty map
+    rows = dom.count('alt="AI mask, axial')  # per slice: AI mask, reference, disagreement
+    assert rows >= 1 and dom.count('alt="reference, axial') == dom.count('alt="disagreement, axial') == rows
+    assert dom.count('alt="axial') == rows  # the uncertainty map on the same slices
     data = _report_data(dom)
     metrics = _table_values(dom, "metrics")
     for name, entry in data["metrics"].items():
