@@ -4,7 +4,8 @@ For each `medseg.engine.jobs.Job` the runner writes, into ``OUT/<job key>/``:
 
 * ``mask.nii.gz``: the labels on the exact source grid;
 * ``seg.dcm``: a DICOM SEG referencing the source instances (DICOM inputs only);
-* ``overlays/*.png``: pictures for a reader (`medseg.report.overlay.write_overlays`);
+* ``overlays/*.png``: pictures for a reader (`medseg.report.overlay.write_overlays`) and
+  ``report.html``, the same with the structure table on one page (`medseg.report.study`);
 * ``result.json``, written last: per structure its volume (mL) and lesion count, source UIDs, grid.
 
 One failing image is recorded with its reason and the others go on; a folder whose ``result.json``
@@ -86,6 +87,11 @@ def _source_uids(job: Job, image: ScalarImage) -> dict[str, Any]:
     return uids
 
 
+def model_name(ensemble: Ensemble) -> str:
+    """The algorithm name shown in SEGs and reports: the dataset the model was trained on."""
+    return f"medseg {ensemble.plan.dataset.get('name', 'model')}"
+
+
 def _write_seg(
     job: Job, image: ScalarImage, labels: LabelMap, out: Path, ensemble: Ensemble
 ) -> dict[int, int]:
@@ -93,8 +99,9 @@ def _write_seg(
 
     uids = image.meta["sop_instance_uids"] if job.kind == "dicom-series" else None
     headers = read_source_headers(job.files, uids)
-    name = str(ensemble.plan.dataset.get("name", "medseg model"))
-    return write_seg(labels, headers, out / "seg.dcm", ensemble.class_names, name, medseg.__version__)
+    return write_seg(
+        labels, headers, out / "seg.dcm", ensemble.class_names, model_name(ensemble), medseg.__version__
+    )
 
 
 def segment_job(
@@ -103,6 +110,7 @@ def segment_job(
     """Segment one job into `out` and return its result record (also written as result.json)."""
     from medseg.report.overlay import write_overlays
     from medseg.report.structures import structure_stats
+    from medseg.report.study import write_study_report
 
     start = time.perf_counter()
     if job.problem:
@@ -120,6 +128,15 @@ def segment_job(
     if options.write_overlays:
         overlays = write_overlays(image, labels, out / "overlays", ensemble.class_names)
         outputs += [f"overlays/{path.name}" for path in overlays]
+        write_study_report(
+            out / "report.html",
+            image,
+            labels,
+            ensemble.class_names,
+            model_name=model_name(ensemble),
+            model_version=medseg.__version__,
+        )
+        outputs.append("report.html")
     result = {
         "key": job.key,
         "input": job.label,

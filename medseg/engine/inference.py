@@ -95,8 +95,7 @@ class Ensemble:
         if len(self.plan.normalization) != 1:
             raise ConfigError(f"the model needs {len(self.plan.normalization)} channels; inputs have one")
         pipeline = preprocessing(self.plan, label_key=None, load=False)
-        float_image = image.with_array(image.array.astype(np.float32, copy=False))
-        data = pipeline({"image": image_to_metatensor(float_image)})
+        data = pipeline({"image": image_to_metatensor(image)})  # stored type: the intensity step makes floats
         tensor = data.pop("image")
         labels = segment(self.networks, tensor.as_tensor(), settings, progress)
         data["image"] = tensor

@@ -2,9 +2,9 @@
 
 MONAI's `sliding_window_inference` keeps a float32 score volume per class for the whole image (a
 512×512×600 CT and a 15-class model: 9.4 GB). Here windows are visited in order of their start on the
-last axis, their gaussian-weighted class scores are added into a buffer that is only one window deep
-(plus the spread of one batch) on that axis, and as soon as no remaining window reaches a slab of
-slices, that slab's argmax is written into the uint8 label volume and the buffer moves on. The buffer
+last axis (a batch never mixes two starts), their gaussian-weighted class scores are added into a
+buffer that is only one window deep on that axis, and as soon as no remaining window reaches a slab
+of slices, that slab's argmax is written into the uint8 label volume and the buffer moves on. The buffer
 is half precision by default: class scores only need to stay ordered, and float16 keeps three decimal
 digits of a logit sum.
 
@@ -164,10 +164,10 @@ def segment(
     spatial = padded.shape[1:]
     roi = tuple(min(r, s) for r, s in zip(roi, spatial, strict=True))
     per_axis = [window_starts(s, r, settings.overlap) for s, r in zip(spatial, roi, strict=True)]
-    # Last axis outermost, so windows arrive slab by slab.
-    starts = [(*rest, last) for last in per_axis[-1] for rest in itertools.product(*per_axis[:-1])]
-    batches = list(_batches(starts, settings.batch_size))
-    depth = roi[-1] + max(batch[-1][-1] - batch[0][-1] for batch in batches)
+    # Slab by slab along the last axis; a batch never mixes slabs, so the buffer is one window deep.
+    slabs = [[(*rest, last) for rest in itertools.product(*per_axis[:-1])] for last in per_axis[-1]]
+    batches = [batch for slab in slabs for batch in _batches(slab, settings.batch_size)]
+    depth = roi[-1]
 
     weights = gaussian_weights(roi).to(settings.device)
     buffer = labels = torch.empty(0)  # allocated when the first scores tell the number of classes
@@ -189,14 +189,14 @@ def segment(
         flush(batch[0][-1])
         windows = [tuple(slice(s, s + r) for s, r in zip(start, roi, strict=True)) for start in batch]
         inputs = torch.stack([padded[(slice(None), *window)] for window in windows]).to(settings.device)
-        scores = (window_scores(networks, inputs, settings) * weights).to(ACCUMULATORS[settings.accumulate])
+        scores = window_scores(networks, inputs, settings).mul_(weights)
         if not buffer.numel():
             classes = scores.shape[1]
-            buffer = torch.zeros((classes, *spatial[:-1], depth), dtype=scores.dtype)
+            buffer = torch.zeros((classes, *spatial[:-1], depth), dtype=ACCUMULATORS[settings.accumulate])
             labels = torch.empty(spatial, dtype=torch.uint8 if classes <= 256 else torch.int16)
-        scores = scores.cpu()
+        if scores.device.type != "cpu":
+            scores = scores.to(buffer.dtype).cpu()  # half the bytes to copy
         for score, window in zip(scores, windows, strict=True):
-            local = slice(window[-1].start - base, window[-1].stop - base)
-            buffer[(slice(None), *window[:-1], local)] += score
+            buffer[(slice(None), *window[:-1], slice(0, depth))].add_(score)
     flush(spatial[-1])
     return labels[tuple(crop)]

@@ -1,0 +1,248 @@
+"""Sliding-window inference: medseg vs MONAI sliding_window_inference on the same weights and windows.
+
+A small 3D U-Net is first trained for ``--train-seconds`` on synthetic CT phantoms (`medseg.data.phantom`),
+so the accuracy check runs on meaningful scores. Then, per volume size:
+
+* medseg: `medseg.engine.sliding_window.segment` (bf16 autocast, float16 slab buffer, argmax slab by slab);
+* MONAI: ``sliding_window_inference`` in float32 with the same window, overlap, window batch size and
+  gaussian blending (other arguments at their defaults), then argmax;
+* the compute floor: the network's forward passes alone over the same number of windows, in bf16.
+
+Reported: seconds, medseg's speed-up over MONAI, medseg over the floor, and the argmax agreement with
+MONAI's float32 labels (all voxels, and voxels that either calls foreground). Finally the peak RSS of the
+whole ``Ensemble.predict`` path (preprocessing, windows, inverse) on a large CT with a many-class model is
+measured in a child process, next to the size of the float32 output buffer MONAI would allocate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from scipy import ndimage
+
+from medseg.data.phantom import PhantomConfig, generate_case
+from medseg.engine.checkpoint import ModelConfig, save_checkpoint
+from medseg.engine.sliding_window import WindowSettings, segment, window_starts
+from medseg.engine.training import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
+from _common import emit
+
+#: CT window (HU) mapped to 0..1 before the network, as a plan's "window" scheme does.
+WINDOW_HU = (-200.0, 300.0)
+#: Phantom grid the model is trained on and the first benchmark volume is drawn from (about 33 cm across).
+PHANTOM = PhantomConfig(shape=(256, 256, 128), spacing=(1.3, 1.3, 2.6))
+MODEL = ModelConfig("unet", 3, 1, 5, {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1})
+#: Model used for the memory measurement: as small as possible, so the stitching dominates.
+MEMORY_MODEL_CHANNELS = [4, 8]
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    values = tuple(int(v) for v in text.lower().split("x"))
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected a size like 256x256x128, got {text!r}")
+    return values
+
+
+def normalised(hu: np.ndarray) -> np.ndarray:
+    low, high = WINDOW_HU
+    return np.clip((hu.astype(np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+def trained_model(seconds: float, patch: tuple[int, int, int]) -> torch.nn.Module:
+    """The benchmark U-Net after `seconds` of training on three phantom cases."""
+    samples = []
+    for seed in range(3):
+        case = generate_case(f"train_{seed}", seed, PHANTOM)
+        samples.append(
+            {"image": normalised(case.image.array)[None], "label": case.label.array[None].astype(np.int64)}
+        )
+    model = MODEL.build()
+    config = TrainConfig(patch_size=patch, batch_size=2, max_steps=10**6, max_seconds=seconds)
+    result = train(model, samples, config, progress=False)
+    print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s, last loss {result.losses[-1]:.3f}",
+        flush=True,
+    )
+    return model.eval()
+
+
+def test_volume(size: tuple[int, int, int]) -> torch.Tensor:
+    """An unseen phantom case, resized (linear) to `size`, normalised, channel first."""
+    case = generate_case("test", 99, PHANTOM)
+    array = normalised(case.image.array)
+    if tuple(array.shape) != size:
+        array = ndimage.zoom(array, np.divide(size, array.shape), order=1)
+    return torch.from_numpy(np.ascontiguousarray(array))[None]
+
+
+def window_count(size: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:
+    return math.prod(len(window_starts(s, r, overlap)) for s, r in zip(size, roi, strict=True))
+
+
+@torch.no_grad()
+def forward_floor(model: torch.nn.Module, volume: torch.Tensor, roi, windows: int, batch_size: int) -> float:
+    """Seconds for the network alone over `windows` windows (batches of `batch_size`) in bf16."""
+    batch = torch.stack([volume[(slice(None), *(slice(0, r) for r in roi))]] * batch_size)
+    start = time.perf_counter()
+    for first in range(0, windows, batch_size):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(batch[: min(batch_size, windows - first)]).float()
+    return time.perf_counter() - start
+
+
+def timed(function):
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
+def compare(model: torch.nn.Module, size, roi, overlap: float, batch_size: int) -> list[dict[str, object]]:
+    volume = test_volume(size)
+    windows = window_count(size, roi, overlap)
+    settings = WindowSettings(tuple(roi), overlap, batch_size)
+    with torch.no_grad():
+        segment([model], volume[:, :64, :64, :64], settings)  # warm-up (oneDNN kernels)
+        ours, ours_s = timed(lambda: segment([model], volume, settings))
+        theirs, theirs_s = timed(
+            lambda: sliding_window_inference(volume[None], roi, batch_size, model, overlap, mode="gaussian")[
+                0
+            ].argmax(0)
+        )
+    floor_s = forward_floor(model, volume, roi, windows, batch_size)
+    same = ours.long() == theirs
+    foreground = (ours > 0) | (theirs > 0)
+    label = "x".join(map(str, size))
+    return [
+        row(
+            label,
+            "medseg segment (bf16, fp16 slabs)",
+            windows=windows,
+            seconds=ours_s,
+            speedup_vs_monai=theirs_s / ours_s,
+            vs_floor=ours_s / floor_s,
+            agreement=float(same.float().mean()),
+            agreement_foreground=float(same[foreground].float().mean()) if foreground.any() else 1.0,
+        ),
+        row(
+            label,
+            "MONAI sliding_window_inference (fp32)",
+            windows=windows,
+            seconds=theirs_s,
+            vs_floor=theirs_s / floor_s,
+        ),
+        row(label, "forward passes only (bf16 floor)", windows=windows, seconds=floor_s, vs_floor=1.0),
+    ]
+
+
+#: Columns of every result row (None where a figure does not apply).
+COLUMNS = (
+    "windows",
+    "seconds",
+    "speedup_vs_monai",
+    "vs_floor",
+    "agreement",
+    "agreement_foreground",
+    "peak_rss_mb",
+    "monai_buffer_mb",
+)
+
+
+def row(size: str, method: str, **figures: object) -> dict[str, object]:
+    return {"size": size, "method": method, **{column: figures.get(column) for column in COLUMNS}}
+
+
+def memory_child(size: tuple[int, int, int], classes: int, roi, overlap: float) -> None:
+    """Run in a child process: the whole predict path on a random int16 CT; prints peak RSS in MB."""
+    from medseg.engine.inference import load_ensemble
+    from medseg.io.image import ScalarImage
+
+    config = ModelConfig(
+        "unet", 3, 1, classes, {"channels": MEMORY_MODEL_CHANNELS, "strides": [2], "num_res_units": 0}
+    )
+    spacing = [0.8, 0.8, 1.0]
+    plan = {
+        "dataset": {"name": "memory"},
+        "dim": 3,
+        "orientation": "RAS",
+        "target_spacing": spacing,
+        "patch_size": list(roi),
+        "batch_size": 2,
+        "pool_counts": [1, 1, 1],
+        "normalization": [{"modality": "CT", "scheme": "window", "low": WINDOW_HU[0], "high": WINDOW_HU[1]}],
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "memory.pt"
+        save_checkpoint(path, config.build(), config, plan, {c: f"class {c}" for c in range(classes)})
+        ensemble = load_ensemble([path])
+    ct = np.random.default_rng(0).integers(-1000, 1000, size, dtype=np.int16)
+    image = ScalarImage(ct, np.diag([-spacing[0], -spacing[1], spacing[2], 1.0]))  # DICOM's LPS layout
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    ensemble.predict(image, ensemble.settings(overlap=overlap))
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{peak:.0f} {baseline:.0f} {seconds:.1f}")
+
+
+def memory_row(size, classes: int, roi, overlap: float) -> dict[str, object]:
+    command = [sys.executable, __file__, "--memory-child", "x".join(map(str, size)), str(classes)]
+    command += ["--roi", *map(str, roi), "--overlap", str(overlap)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
+    peak, baseline, seconds = float(output[-3]), float(output[-2]), float(output[-1])
+    voxels = math.prod(size)
+    print(f"RSS before predict: {baseline:.0f} MB; MONAI's count map would add {voxels * 4 / 2**20:.0f} MB")
+    return row(
+        "x".join(map(str, size)),
+        f"medseg Ensemble.predict, {classes} classes (peak RSS)",
+        seconds=seconds,
+        peak_rss_mb=peak,
+        monai_buffer_mb=classes * voxels * 4 / 2**20,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medseg bench infer", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        type=lambda t: [parse_size(s) for s in t.split(",")],
+        default=[(256, 256, 128), (512, 512, 300)],
+    )
+    parser.add_argument("--roi", type=int, nargs=3, default=[96, 96, 96], help="window size")
+    parser.add_argument("--overlap", type=float, default=0.25, help="window overlap (MONAI's default)")
+    parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    parser.add_argument("--train-seconds", type=float, default=60.0)
+    parser.add_argument("--memory-size", type=parse_size, default=(512, 512, 600))
+    parser.add_argument("--memory-classes", type=int, default=15)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--memory-child", nargs=2, metavar=("SIZE", "CLASSES"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    roi = tuple(args.roi)
+    if args.memory_child:
+        memory_child(parse_size(args.memory_child[0]), int(args.memory_child[1]), roi, args.overlap)
+        return 0
+
+    model = trained_model(args.train_seconds, roi)
+    rows = []
+    for size in args.sizes:
+        rows += compare(model, size, roi, args.overlap, args.batch_size)
+        print(f"{'x'.join(map(str, size))} done", flush=True)
+    if not args.no_memory:
+        rows.append(memory_row(args.memory_size, args.memory_classes, roi, args.overlap))
+    emit("infer", rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
