@@ -36,12 +36,13 @@ def check_same_grid(
         return
     raise GeometryError(
         prediction_path,
-        f"grid ({_describe(prediction)}) differs from reference {os.fspath(reference_path)} "
-        f"({_describe(reference)}); use --resample to put the prediction on its grid",
+        f"grid ({describe_grid(prediction)}) differs from reference {os.fspath(reference_path)} "
+        f"({describe_grid(reference)}); use --resample to put the prediction on its grid",
     )
 
 
-def _describe(image: Image) -> str:
+def describe_grid(image: Image) -> str:
+    """Shape, spacing, orientation and origin of a grid, for error messages."""
     spacing = np.round(image.spacing, 4).tolist()
     origin = np.round(image.origin, 2).tolist()
     return f"shape {image.shape}, spacing {spacing}, orientation {image.orientation}, origin {origin}"

@@ -37,6 +37,7 @@ from scipy import ndimage
 from medseg.errors import GeometryError
 from medseg.io.image import Image, LabelMap, ScalarImage
 from medseg.io.resample import reorient
+from medseg.metrics.evaluate import describe_grid
 from medseg.report.structures import axial_axis, class_names_for, structure_stats
 from medseg.utils.atomic import atomic_path
 
@@ -109,7 +110,8 @@ def _check_grid(image: Image, other: Image | None, role: str) -> None:
     if other is not None and not image.same_grid(other):
         raise GeometryError(
             other.meta.get("source"),
-            f"{role} grid {other.shape} does not match the image grid {image.shape}; resample it first",
+            f"{role} grid ({describe_grid(other)}) does not match the image grid ({describe_grid(image)});"
+            " resample it first",
         )
 
 
