@@ -1,0 +1,74 @@
+"""`medseg train CONFIG`: train a model as a YAML/JSON config says (see docs/training.md).
+
+Options given on the command line override the file (``--fold``, ``--max-time``, ``--set key=value``).
+Under ``torchrun --nproc_per_node N`` each process trains on its share of the patches (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import yaml
+
+from medseg.engine.config import RunConfig, load_config
+from medseg.engine.experiment import prepare
+from medseg.engine.trainer import fit
+from medseg.errors import ConfigError
+
+NAME = "train"
+HELP = "train a segmentation model from a YAML/JSON config (checkpoints, history, validation Dice)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="YAML or JSON run configuration")
+    parser.add_argument("--fold", type=int, help="cross-validation fold (overrides the config)")
+    parser.add_argument("--output", help="run folder (overrides the config)")
+    parser.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")
+    parser.add_argument("--max-time", type=float, help="wall-clock budget in seconds (overrides the config)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    parser.add_argument("--check", action="store_true", help="check the config against the data and stop")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key (VALUE is read as YAML, e.g. --set batch_size=4); repeatable",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The config keys the command line sets."""
+    overrides = {}
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    named = {"fold": args.fold, "output": args.output, "epochs": args.epochs, "max_time": args.max_time}
+    overrides.update({key: value for key, value in named.items() if value is not None})
+    if args.no_progress:
+        overrides["progress"] = False
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    config: RunConfig = load_config(args.config, overrides_from(args))
+    if args.check:
+        experiment = prepare(config)
+        print(
+            f"config OK: {len(experiment.train_records)} training / {len(experiment.val_records)} validation "
+            f"cases, {experiment.model_config.name} {experiment.plan.dim}D, patch {experiment.patch_size}, "
+            f"batch {experiment.batch_size}, {experiment.steps_per_epoch} steps per epoch"
+        )
+        return 0
+    summary = fit(config, resume=args.resume)
+    print(
+        f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.0f} s; "
+        f"best validation mean Dice {summary['best_mean_dice']:.4f}; outputs in {summary['folder']}"
+    )
+    return 0

@@ -1,0 +1,105 @@
+"""Bad training configs fail before any training, with one clear line naming the problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from train_fixtures import hippocampus_manifest, tiny_config
+
+from medseg.cli.main import main
+from medseg.engine.config import RunConfig, config_from_dict, load_config
+from medseg.engine.experiment import prepare
+from medseg.engine.trainer import fit
+from medseg.errors import ConfigError, InputError
+
+
+@pytest.fixture(scope="module")
+def manifest(datasets_dir, tmp_path_factory):
+    return hippocampus_manifest(datasets_dir, tmp_path_factory.mktemp("hippo"), train=6, val=2)
+
+
+def write_yaml(path, config) -> str:
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return str(path)
+
+
+def test_yaml_and_json_configs_load_to_the_same_run_config(manifest, tmp_path):
+    raw = tiny_config(manifest, tmp_path / "run", augmentation={"elastic": True, "affine_prob": 0.5})
+    from_yaml = load_config(write_yaml(tmp_path / "c.yaml", raw))
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    from_json = load_config(tmp_path / "c.json")
+    assert from_yaml == from_json
+    assert isinstance(from_yaml, RunConfig) and from_yaml.augmentation.elastic is True
+    assert from_yaml.patch_size == [24, 32, 24] and from_yaml.optimizer == "adamw"
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones(manifest, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({**tiny_config(manifest, tmp_path), "learning_rat": 0.1})
+    message = str(error.value)
+    assert "'learning_rat'" in message and "did you mean 'learning_rate'" in message
+    assert "valid keys:" in message and "batch_size" in message and "max_time" in message
+    with pytest.raises(ConfigError, match=r"augmentation: unknown key 'flips'.*valid keys: flip"):
+        config_from_dict({**tiny_config(manifest, tmp_path), "augmentation": {"flips": True}})
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"batch_size": "four"}, r"batch_size must be int \| None, got 'four'"),
+        ({"optimizer": "adam"}, r"optimizer must be one of sgd, adamw, got 'adam'"),
+        ({"fold": 5}, r"fold must be in 0\.\.4"),
+        ({"precision": "fp8"}, r"precision must be one of auto, bf16, fp16, fp32"),
+    ],
+)
+def test_bad_values_are_refused(manifest, tmp_path, change, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        config_from_dict({**tiny_config(manifest, tmp_path), **change})
+
+
+def test_unknown_model_lists_the_valid_models_before_reading_any_image(manifest, tmp_path):
+    config = config_from_dict(tiny_config(manifest, tmp_path / "run", model="unett", model_options={}))
+    with pytest.raises(
+        ConfigError, match=r"unknown model 'unett' \(did you mean 'unet'.*valid models: .*dynunet"
+    ):
+        prepare(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_model_option_is_named(manifest, tmp_path):
+    config = config_from_dict(tiny_config(manifest, tmp_path / "run", model_options={"chanels": [8, 16]}))
+    with pytest.raises(ConfigError, match=r"model 'unet' has no option 'chanels'.*valid options: channels"):
+        prepare(config)
+
+
+def test_plan_with_the_wrong_channel_count_is_refused(manifest, tmp_path):
+    config = config_from_dict(tiny_config(manifest, tmp_path / "run"))
+    plan = json.loads(json.dumps(prepare(config).plan.__dict__))
+    plan["normalization"] = plan["normalization"] * 2  # a plan made for two-channel data
+    (tmp_path / "plans.json").write_text(json.dumps(plan))
+    config = config_from_dict(tiny_config(manifest, tmp_path / "run", plan=str(tmp_path / "plans.json")))
+    with pytest.raises(
+        ConfigError, match=r"plan normalises 2 channel\(s\) but the dataset's cases have \[1\]"
+    ):
+        fit(config)
+
+
+def test_missing_data_is_an_input_error_naming_the_path(tmp_path):
+    config = config_from_dict({"dataset": str(tmp_path / "nowhere"), "output": str(tmp_path / "run")})
+    with pytest.raises(InputError, match="nowhere: no such dataset folder or manifest"):
+        fit(config)
+
+
+def test_cli_prints_one_line_errors_and_checks_a_good_config(manifest, tmp_path, capsys):
+    bad = write_yaml(tmp_path / "bad.yaml", {**tiny_config(manifest, tmp_path / "run"), "model": "nope"})
+    assert main(["train", bad]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("medseg train: error: unknown model 'nope'") and "\n" not in error
+    good = write_yaml(tmp_path / "good.yaml", tiny_config(manifest, tmp_path / "run"))
+    assert main(["train", good, "--check", "--set", "batch_size=3"]) == 0
+    out = capsys.readouterr().out
+    assert "config OK: 6 training / 2 validation cases, unet 3D, patch [24, 32, 24], batch 3" in out
+    assert main(["train", good, "--set", "batch_size"]) == 2
+    assert "--set expects KEY=VALUE" in capsys.readouterr().err
