@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "medseg.cli.train",
     "medseg.cli.crossval",
     "medseg.cli.infer",
+    "medseg.cli.pacs",
 ]
 
 

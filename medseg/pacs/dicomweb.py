@@ -1,0 +1,120 @@
+"""DICOMweb client: QIDO-RS to find, WADO-RS to retrieve, STOW-RS to store (with dicomweb-client).
+
+HTTP basic authentication from the configuration; TLS follows the URL scheme and verifies the server
+against `ca_bundle` (or the system's CAs), with an optional client certificate. HTTP failures become
+`PacsError` naming the request and the status code, never the URL's query (it may hold an accession
+number) nor the credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import pydicom
+import requests
+from dicomweb_client.api import DICOMwebClient
+
+from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery, save_instance
+from medseg.pacs.config import PacsConfig
+
+#: Ask for instances in the transfer syntax they are stored in (no transcoding on the server).
+ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)
+#: Study attributes asked for on top of QIDO-RS's defaults.
+STUDY_FIELDS = ("ModalitiesInStudy", "NumberOfStudyRelatedInstances")
+SERIES_FIELDS = ("NumberOfSeriesRelatedInstances",)
+
+T = TypeVar("T")
+
+
+def _session(config: PacsConfig) -> requests.Session:
+    session = requests.Session()
+    if config.username:
+        session.auth = (config.username, config.password)
+    if config.ca_bundle:
+        session.verify = config.ca_bundle
+    if config.client_cert:
+        session.cert = (config.client_cert, config.client_key) if config.client_key else config.client_cert
+    return session
+
+
+def _no_bulk_data(tag: str, vr: str, uri: str) -> bytes:
+    """Headers only: bulk data (pixels) referenced by URI in WADO-RS metadata is not fetched."""
+    return b""
+
+
+class DicomWebClient(PacsClient):
+    """A PACS reached over DICOMweb."""
+
+    def __init__(self, config: PacsConfig) -> None:
+        super().__init__(config)
+        self._client = DICOMwebClient(
+            config.url.rstrip("/"), session=_session(config), timeout=config.timeout_s
+        )
+
+    def _call(self, what: str, request: Callable[[], T]) -> T:
+        try:
+            return request()
+        except requests.HTTPError as error:
+            status = error.response.status_code if error.response is not None else "?"
+            hint = " (check username and password)" if status in (401, 403) else ""
+            raise PacsError(f"{what}: HTTP {status} from {self.config.describe()}{hint}") from None
+        except requests.RequestException as error:
+            raise PacsError(
+                f"{what}: cannot reach {self.config.describe()} ({type(error).__name__})"
+            ) from None
+
+    def find_studies(self, query: StudyQuery) -> list[Study]:
+        filters = {
+            "StudyDate": query.study_date,
+            "ModalitiesInStudy": query.modality,
+            "AccessionNumber": query.accession_number,
+            "StudyInstanceUID": query.study_instance_uid,
+        }
+        found = self._call(
+            "QIDO-RS study search",
+            lambda: self._client.search_for_studies(
+                fields=STUDY_FIELDS,
+                search_filters={key: value for key, value in filters.items() if value},
+            ),
+        )
+        return [Study.from_dataset(pydicom.Dataset.from_json(item)) for item in found]
+
+    def find_series(self, study_instance_uid: str, modality: str = "") -> list[Series]:
+        found = self._call(
+            "QIDO-RS series search",
+            lambda: self._client.search_for_series(
+                study_instance_uid,
+                fields=SERIES_FIELDS,
+                search_filters={"Modality": modality} if modality else None,
+            ),
+        )
+        return [Series.from_dataset(pydicom.Dataset.from_json(item)) for item in found]
+
+    def retrieve_series(self, study_instance_uid: str, series_instance_uid: str, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def download() -> list[Path]:
+            instances = self._client.iter_series(
+                study_instance_uid, series_instance_uid, media_types=ANY_TRANSFER_SYNTAX
+            )
+            return [save_instance(ds, folder / f"{n:05d}.dcm") for n, ds in enumerate(instances, start=1)]
+
+        return self._call("WADO-RS series retrieval", download)
+
+    def series_headers(self, study_instance_uid: str, series_instance_uid: str) -> list[pydicom.Dataset]:
+        metadata = self._call(
+            "WADO-RS series metadata",
+            lambda: self._client.retrieve_series_metadata(study_instance_uid, series_instance_uid),
+        )
+        return [pydicom.Dataset.from_json(item, bulk_data_uri_handler=_no_bulk_data) for item in metadata]
+
+    def store(self, paths: Sequence[str | os.PathLike]) -> None:
+        datasets = [pydicom.dcmread(path) for path in paths]
+        response = self._call("STOW-RS store", lambda: self._client.store_instances(datasets))
+        failed = response.get("FailedSOPSequence") or []
+        if failed:
+            reasons = sorted({str(item.get("FailureReason", "?")) for item in failed})
+            raise PacsError(f"STOW-RS store: {len(failed)} of {len(datasets)} refused (reasons {reasons})")

@@ -1,0 +1,130 @@
+"""One study from the PACS to results and back: retrieve -> `medseg infer`'s batch runner -> store SEGs.
+
+`process_study` retrieves the study's image series into ``OUT/<study key>/images/series_<n>/``, segments
+them with `medseg.engine.batch.run_batch` (results in ``OUT/<study key>/results/<series key>/``: mask,
+seg.dcm, overlays, result.json) and stores each new DICOM SEG on the PACS. Before storing it asks the
+PACS for SEGs that medseg (same model name) already made for the same source series, so a rerun or a
+restart never stores a result twice. Retrieved images are deleted afterwards unless asked to keep them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+
+from medseg.engine.batch import RunOptions, run_batch
+from medseg.engine.inference import Ensemble
+from medseg.engine.jobs import discover
+from medseg.engine.sliding_window import WindowSettings
+from medseg.io.dicom.scan import SeriesRules
+from medseg.io.seg_writer import MANUFACTURER
+from medseg.pacs.client import PacsClient, Study
+
+logger = logging.getLogger(__name__)
+
+#: Series modalities that hold no image to segment (results, reports, presentation states).
+NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "REG", "DOC"})
+SEG_NAME = "seg.dcm"
+
+
+@dataclass(frozen=True)
+class PacsOptions:
+    """Which series to segment, what to keep, and the batch runner's options."""
+
+    modalities: tuple[str, ...] = ()  # empty: every image modality
+    keep_images: bool = False
+    run: RunOptions = field(default_factory=RunOptions)
+
+
+@dataclass
+class StudyOutcome:
+    """What happened to one study (no patient data: the study is named by its key)."""
+
+    key: str
+    segmented: int = 0  # series with results (new or from an earlier run)
+    stored: int = 0  # SEGs sent to the PACS
+    already_stored: int = 0  # SEGs the PACS already had
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def stored_results(client: PacsClient, study_instance_uid: str) -> set[tuple[str, str]]:
+    """(model name, source SeriesInstanceUID) of every medseg SEG already in the study on the PACS."""
+    found = set()
+    for series in client.find_series(study_instance_uid, "SEG"):
+        for ds in client.series_headers(study_instance_uid, series.series_instance_uid):
+            if str(ds.get("Manufacturer", "")) != MANUFACTURER:
+                continue
+            model = str(ds.get("ManufacturerModelName", ""))
+            for item in ds.get("ReferencedSeriesSequence", []):
+                found.add((model, str(item.SeriesInstanceUID)))
+    return found
+
+
+def _seg_identity(path: Path) -> set[tuple[str, str]]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    model = str(ds.get("ManufacturerModelName", ""))
+    return {(model, str(item.SeriesInstanceUID)) for item in ds.ReferencedSeriesSequence}
+
+
+def retrieve_study(client: PacsClient, study: Study, folder: Path, modalities: tuple[str, ...] = ()) -> int:
+    """Retrieve the image series of `study` (of `modalities`, if given) into `folder`; return how many."""
+    wanted = [
+        series
+        for series in client.find_series(study.study_instance_uid)
+        if series.modality not in NON_IMAGE_MODALITIES and (not modalities or series.modality in modalities)
+    ]
+    for number, series in enumerate(wanted, start=1):
+        client.retrieve_series(
+            study.study_instance_uid, series.series_instance_uid, folder / f"series_{number:03d}"
+        )
+    return len(wanted)
+
+
+def process_study(
+    client: PacsClient,
+    study: Study,
+    ensemble: Ensemble,
+    settings: WindowSettings,
+    out_dir: str | os.PathLike,
+    options: PacsOptions,
+) -> StudyOutcome:
+    """Retrieve, segment and store back one study; failures of single series are listed, not raised."""
+    outcome = StudyOutcome(study.key)
+    study_dir = Path(out_dir) / study.key
+    images = study_dir / "images"
+    shutil.rmtree(images, ignore_errors=True)  # left over from an interrupted run
+    retrieved = retrieve_study(client, study, images, options.modalities)
+    logger.info("study %s: %d image series retrieved", study.key, retrieved)
+    if not retrieved:
+        return outcome
+    discovery = discover(images, SeriesRules(modalities=options.modalities))
+    summary = run_batch(discovery, ensemble, settings, study_dir / "results", options.run)
+    existing = stored_results(client, study.study_instance_uid)
+    for item in summary["items"]:
+        if item["status"] == "failed":
+            outcome.failures.append(f"series {item['key']}: {item['reason']}")
+        seg = study_dir / "results" / item.get("output", "") / SEG_NAME
+        if "output" not in item or item["status"] == "failed":
+            continue
+        outcome.segmented += 1
+        if not seg.is_file():
+            continue
+        if _seg_identity(seg) <= existing:
+            outcome.already_stored += 1
+            logger.info("study %s: SEG of series %s already on the PACS", study.key, item["key"])
+            continue
+        client.store([seg])
+        outcome.stored += 1
+        logger.info("study %s: SEG of series %s stored", study.key, item["key"])
+    if not options.keep_images:
+        shutil.rmtree(images, ignore_errors=True)
+    return outcome

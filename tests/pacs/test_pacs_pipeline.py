@@ -1,0 +1,108 @@
+"""`medseg pacs run` against a real Orthanc over DICOMweb and DIMSE: find -> retrieve -> infer -> store.
+
+The stored SEG is fetched with Orthanc's own REST API and checked against the study it must reference
+and against the known answer (the threshold model marks voxels brighter than 100 HU), placed with
+`read_seg` on the series as retrieved. Reruns, with and without the state file, store nothing twice.
+Logs and file names are searched for the password and every patient identifier.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import yaml
+from conftest import PASSWORD, PHANTOM
+from infer_models import THRESHOLD_HU
+
+from medseg.cli.main import main
+from medseg.io.dicom import read_series
+from medseg.io.dicom.writer import SeriesIdentity
+from medseg.io.seg import read_seg
+from medseg.pacs.client import PacsError, StudyQuery, connect, study_key
+from medseg.pacs.config import PacsConfig
+
+PATIENT = {"patient_name": "Doe^Jane", "patient_id": "PAT-31337", "patient_birth_date": "19700101"}
+SEEDS = {"dicomweb": 11, "dimse": 12}
+
+
+def run_pacs(config, checkpoint, out, accession) -> int:
+    arguments = ["--model", str(checkpoint), "--out", str(out), "--accession", accession]
+    return main(["pacs", "--config", str(config), "run", *arguments, "--precision", "fp32", "--keep-images"])
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_run_stores_one_seg_that_lines_up_with_the_study(
+    protocol, orthanc, upload_study, checkpoint, tmp_path, monkeypatch, caplog
+):
+    accession = f"A-{protocol}-4711"
+    study = upload_study(SEEDS[protocol], SeriesIdentity(accession_number=accession, **PATIENT))
+    config = tmp_path / "pacs.yaml"
+    config.write_text(yaml.safe_dump(orthanc.settings(protocol)))
+    monkeypatch.setenv("MEDSEG_PACS_PASSWORD", PASSWORD)
+    caplog.set_level(logging.DEBUG)
+    out = tmp_path / "out"
+
+    assert run_pacs(config, checkpoint, out, accession) == 0
+    [seg] = orthanc.segs(study.study_instance_uid)
+    assert seg.StudyInstanceUID == study.study_instance_uid
+    [referenced] = seg.ReferencedSeriesSequence
+    assert referenced.SeriesInstanceUID == study.series_instance_uid
+    assert {item.ReferencedSOPInstanceUID for item in referenced.ReferencedInstanceSequence} == set(
+        study.sop_instance_uids
+    )
+    assert seg.PatientID == PATIENT["patient_id"]  # the SEG belongs to the same patient in the PACS
+
+    stored = tmp_path / "stored_seg.dcm"
+    seg.save_as(stored)
+    retrieved = out / study_key(study.study_instance_uid) / "images" / "series_001"
+    reference = read_series(retrieved)
+    np.testing.assert_allclose(reference.affine, study.case.image.affine, atol=1e-4)
+    labels = read_seg(stored, reference)
+    hu = study.case.image.array
+    decided = hu != THRESHOLD_HU  # exactly at the threshold either class is right
+    expected = hu > THRESHOLD_HU
+    assert expected.sum() > 1000
+    np.testing.assert_array_equal(labels.array[decided] == 1, expected[decided])
+
+    # A rerun (state file says done) and a run that lost its state (the PACS has the SEG) store nothing.
+    assert run_pacs(config, checkpoint, out, accession) == 0
+    (out / "pacs-state.json").unlink()
+    assert run_pacs(config, checkpoint, tmp_path / "out2", accession) == 0
+    assert len(orthanc.segs(study.study_instance_uid)) == 1
+    assert "already on the PACS" in caplog.text
+
+    secrets = [PASSWORD, "Doe", "Jane", PATIENT["patient_id"], accession, study.study_instance_uid]
+    names = " ".join(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
+    for secret in secrets:
+        assert secret not in caplog.text
+        assert secret not in names
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_find_by_date_modality_and_uid(protocol, orthanc, upload_study, monkeypatch):
+    study = upload_study(20 + SEEDS[protocol], SeriesIdentity(accession_number=f"A-{protocol}-0815"))
+    client = connect(PacsConfig(**orthanc.settings(protocol), password=PASSWORD))
+    [found] = client.find_studies(StudyQuery(study_instance_uid=study.study_instance_uid))
+    assert found.modalities == ("CT",) and found.number_of_instances == PHANTOM.shape[2]
+    by_date = client.find_studies(
+        StudyQuery(study_date=f"{found.study_date}-{found.study_date}", modality="CT")
+    )
+    assert study.study_instance_uid in {s.study_instance_uid for s in by_date}
+    assert client.find_studies(StudyQuery(study_date="19000101-19000102")) == []
+    [series] = client.find_series(study.study_instance_uid)
+    assert (series.series_instance_uid, series.modality) == (study.series_instance_uid, "CT")
+
+
+def test_wrong_password_is_a_clear_error_without_the_password(orthanc):
+    client = connect(PacsConfig(**orthanc.settings("dicomweb"), password="wrong-secret-123"))
+    with pytest.raises(PacsError, match="HTTP 401") as error:
+        client.find_studies(StudyQuery())
+    assert "wrong-secret-123" not in str(error.value)
+
+
+def test_unknown_called_ae_title_is_refused(orthanc):
+    settings = {**orthanc.settings("dimse"), "called_aet": "NOT-ORTHANC"}
+    with pytest.raises(PacsError, match="refused"):
+        connect(PacsConfig(**settings)).find_studies(StudyQuery())
