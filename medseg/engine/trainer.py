@@ -153,7 +153,7 @@ class Trainer:
             progress = max(progress, self.elapsed / self.config.max_time)
         return progress
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> float:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         image = batch["image"].to(self.device, non_blocking=True)
         label = batch["label"].to(self.device, non_blocking=True)
         if self.gpu and self.config.channels_last:
@@ -232,7 +232,7 @@ class Trainer:
                     rate = set_learning_rate(
                         self.optimizer, config.learning_rate, config.schedule, self._progress(total_steps)
                     )
-                    loss = self._train_step(batch)
+                    loss = self.train_step(batch)
                     self.step, self.step_in_epoch = self.step + 1, self.step_in_epoch + 1
                     self.epoch_losses.append(loss)
                     self.elapsed = time.perf_counter() - start

@@ -1,0 +1,149 @@
+"""Training throughput: medseg's loop vs a plain MONAI-tutorial loop, same network, patch and batch size.
+
+The baseline is what the MONAI tutorials write: a `monai.data.Dataset` (no caching) whose transforms
+load each case from its files (`LoadImaged`), orient, resample, normalise, pad and crop it every
+time it is drawn, a `DataLoader`, and float32 training with `DiceCELoss` and Adam. medseg's loop is
+the one `medseg train` runs (`Trainer.train_step`): cases preprocessed once into memory, patches
+sampled and augmented from the cache, bf16 autocast. Both run the same U-Net with the same number of
+torch threads; each is timed over `--steps` iterations after `--warmup` untimed ones. The one-off
+caching time of medseg is reported on its own row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from monai.data import DataLoader, Dataset
+from monai.losses import DiceCELoss
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    LoadImaged,
+    NormalizeIntensityd,
+    Orientationd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    Spacingd,
+    SpatialPadd,
+)
+
+from medseg.engine.config import config_from_dict
+from medseg.engine.distributed import Context
+from medseg.engine.experiment import prepare
+from medseg.engine.pipeline import EpochLoader, training_dataset
+from medseg.engine.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
+from _common import emit
+
+DEFAULT_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "msd_hippocampus"
+#: The hippocampus benchmark network (benchmarks/configs/hippocampus.yaml).
+NETWORK = {"channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 2}
+KEYS = ("image", "label")
+
+
+def tutorial_loader(records: list[dict], plan, patch: list[int], batch: int) -> DataLoader:
+    """The MONAI-tutorial data path: load and preprocess from the files at every draw."""
+    transform = Compose(
+        [
+            LoadImaged(KEYS),
+            EnsureChannelFirstd(KEYS),
+            Orientationd(KEYS, axcodes="RAS"),
+            Spacingd(KEYS, pixdim=plan.target_spacing, mode=("bilinear", "nearest")),
+            NormalizeIntensityd("image"),
+            SpatialPadd(KEYS, spatial_size=patch),
+            RandCropByPosNegLabeld(KEYS, "label", patch, pos=1, neg=2, num_samples=1),
+            *[RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(3)],
+        ]
+    )
+    transform.set_random_state(0)
+    data = Dataset([{"image": r["image"], "label": r["label"]} for r in records], transform)
+    return DataLoader(data, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
+
+
+def time_steps(step, batches, warmup: int, steps: int) -> float:
+    """Iterations per second of ``step(batch)`` over `steps` batches after `warmup` untimed ones."""
+    iterator = iter(batches)
+    for _ in range(warmup):
+        step(next(iterator))
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(next(iterator))
+    return steps / (time.perf_counter() - start)
+
+
+def endless(loader):
+    while True:
+        yield from loader
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medseg bench train", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="3D dataset folder or manifest")
+    parser.add_argument("--steps", type=int, default=20, help="timed iterations of each loop")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    parser.add_argument("--batch", type=int, default=8, help="patches per batch")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = {
+            "dataset": str(args.dataset),
+            "output": str(Path(scratch) / "run"),
+            "model": "unet",
+            "model_options": NETWORK,
+            "batch_size": args.batch,
+            "precision": "bf16",
+            "device": "cpu",
+        }
+        experiment = prepare(config_from_dict(raw))
+    plan, patch, records = experiment.plan, experiment.patch_size, experiment.train_records
+    config = experiment.config
+
+    start = time.perf_counter()
+    cached = training_dataset(records, plan, patch, config.foreground_fraction, config.augmentation)
+    cache_seconds = time.perf_counter() - start
+    torch.manual_seed(0)
+    trainer = Trainer(experiment, Context(), "cpu")
+    loader = EpochLoader(cached, args.batch, args.warmup + args.steps, seed=0)
+    medseg_rate = time_steps(trainer.train_step, loader.epoch(0), args.warmup, args.steps)
+
+    torch.manual_seed(0)
+    model = experiment.model_config.build()
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def tutorial_step(batch: dict) -> None:
+        optimizer.zero_grad()
+        loss = loss_function(model(batch["image"]), batch["label"])
+        loss.backward()
+        optimizer.step()
+
+    baseline = endless(tutorial_loader(records, plan, patch, args.batch))
+    baseline_rate = time_steps(tutorial_step, baseline, args.warmup, args.steps)
+
+    setting = f"unet 16-128, patch {patch}, batch {args.batch}, {args.threads} thread(s)"
+    rows = [
+        {
+            "loop": "medseg (cached, bf16)",
+            "it_per_s": medseg_rate,
+            "vs_baseline": medseg_rate / baseline_rate,
+        },
+        {"loop": "MONAI tutorial (files, fp32; baseline)", "it_per_s": baseline_rate, "vs_baseline": 1.0},
+    ]
+    print(setting)
+    emit("train", rows, args.json)
+    print(f"medseg caches the {len(records)} training cases once in {cache_seconds:.1f} s (not timed above)")
+    print(f"medseg / baseline iterations per second: {medseg_rate / baseline_rate:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
