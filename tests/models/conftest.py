@@ -31,7 +31,7 @@ CXR_SIZE = 64
 #: The CXR masks are anti-aliased 8-bit images: lung is > 127.
 CXR_MASK_THRESHOLD = 127
 
-_BACKBONE = {"depth": 18, "width": 8}
+_BACKBONE = {"depth": 18, "width": 8, "dropout": 0.0}
 
 
 def tiny_options(name: str, spatial_dims: int, input_shape: tuple[int, ...]) -> dict:
@@ -39,7 +39,7 @@ def tiny_options(name: str, spatial_dims: int, input_shape: tuple[int, ...]) -> 
     options = {
         "unet": {"channels": (8, 16, 32), "strides": (2, 2), "num_res_units": 1},
         "attention_unet": {"channels": (8, 16, 32), "strides": (2, 2)},
-        "unetpp": {"features": (8, 8, 16, 16, 32, 8), "deep_supervision": True},
+        "unetpp": {"features": (4, 4, 8, 8, 16, 4), "deep_supervision": True, "upsample": "nontrainable"},
         "dynunet": {
             "kernel_size": (3, 3, 3),
             "strides": (1, 2, 2),
@@ -71,7 +71,8 @@ def tiny_options(name: str, spatial_dims: int, input_shape: tuple[int, ...]) -> 
     if spatial_dims == 3 and name.startswith("fcn"):
         options["strides"] = (2, 1, 2, 2, 2)  # no max-pool downsampling: a small volume keeps 2+ voxels
     elif spatial_dims == 3 and get_spec(name).family in ("DeepLab", "PSPNet"):
-        options["strides"] = (2, 1, 2, 1, 1)  # total stride 4: at 8 the hippocampus spans too few voxels
+        # Total stride 4 (at 8 the hippocampus spans too few voxels), so half the width keeps it cheap.
+        options.update(strides=(2, 2, 1, 1, 1), width=4)
     if name == "unetr":
         options["img_size"] = tuple(-(-n // UNETR_PATCH) * UNETR_PATCH for n in input_shape)
     return options
