@@ -53,6 +53,8 @@ class DicomWebClient(PacsClient):
         self._client = DICOMwebClient(
             config.url.rstrip("/"), session=_session(config), timeout=config.timeout_s
         )
+        # Its retries back off for up to a minute on any error; the watcher retries at the next poll instead.
+        self._client.set_http_retry_params(retry=False)
 
     def _call(self, what: str, request: Callable[[], T]) -> T:
         try:

@@ -80,7 +80,7 @@ class Orthanc:
         }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -111,7 +111,7 @@ def _configuration(storage: Path, http_port: int, dicom_port: int, plugin: str) 
         "RegisteredUsers": {USERNAME: PASSWORD},
         "Plugins": [plugin],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "DicomModalities": {"medseg": {"AET": MEDSEG_AET, "Host": "127.0.0.1", "Port": _free_port()}},
+        "DicomModalities": {"medseg": {"AET": MEDSEG_AET, "Host": "127.0.0.1", "Port": free_port()}},
         "SaveJobs": False,
     }
 
@@ -127,7 +127,7 @@ def _ready(server: Orthanc) -> bool:
 def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
     executable, plugin = _installed()
     folder = tmp_path_factory.mktemp("orthanc")
-    server = Orthanc(_free_port(), _free_port(), folder / "storage")
+    server = Orthanc(free_port(), free_port(), folder / "storage")
     config = folder / "orthanc.json"
     config.write_text(json.dumps(_configuration(server.storage, server.http_port, server.dicom_port, plugin)))
     log = (folder / "orthanc.log").open("w")
