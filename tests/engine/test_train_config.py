@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 from train_fixtures import hippocampus_manifest, tiny_config
 
 from medseg.cli.main import main
+from medseg.engine.checkpoint import load_checkpoint
 from medseg.engine.config import RunConfig, config_from_dict, load_config
 from medseg.engine.experiment import prepare
+from medseg.engine.precision import resolve_precision
 from medseg.engine.trainer import fit
 from medseg.errors import ConfigError, InputError
 
@@ -103,3 +106,21 @@ def test_cli_prints_one_line_errors_and_checks_a_good_config(manifest, tmp_path,
     assert "config OK: 6 training / 2 validation cases, unet 3D, patch [24, 32, 24], batch 3" in out
     assert main(["train", good, "--set", "batch_size"]) == 2
     assert "--set expects KEY=VALUE" in capsys.readouterr().err
+
+
+def test_precision_fp16_needs_a_gpu_and_auto_is_bf16_on_the_cpu():
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        resolve_precision("fp16", "cpu")
+    assert resolve_precision("auto", "cpu").name == "bf16"
+    assert not resolve_precision("bf16", "cpu").needs_scaler
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_run_with_fp16_scaler_and_channels_last(manifest, tmp_path):
+    raw = tiny_config(
+        manifest, tmp_path / "run", device="cuda", precision="fp16", epochs=1, steps_per_epoch=2
+    )
+    summary = fit(config_from_dict(raw))
+    assert summary["steps"] == 2 and next(summary["model"].parameters()).is_cuda
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["training"]["scaler"]["scale"] > 0

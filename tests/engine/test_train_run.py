@@ -10,6 +10,7 @@ import torch
 from PIL import Image as PILImage
 from train_fixtures import hippocampus_manifest, tiny_config
 
+from medseg.cli.main import main
 from medseg.engine.checkpoint import ModelConfig, load_checkpoint, model_from_checkpoint
 from medseg.engine.config import config_from_dict
 from medseg.engine.experiment import prepare
@@ -112,3 +113,14 @@ def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in full["history"]]
     for name, tensor in full["model"].state_dict().items():
         assert torch.equal(tensor, resumed["model"].state_dict()[name]), name
+
+
+def test_crossval_gathers_the_fold_results_into_one_table(trained, capsys):
+    config, summary = trained
+    assert main(["crossval", str(config.output_dir.parent)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| fold | epoch | cases | dice_Anterior | dice_Posterior | mean_dice |"
+    assert table[2].startswith("| 0 | ") and table[2].endswith(f"| {summary['best_mean_dice']:.4f} |")
+    rows = json.loads((config.output_dir.parent / "crossval.json").read_text())
+    assert [row["fold"] for row in rows] == [0, "mean", "std"]
+    assert rows[1]["mean_dice"] == pytest.approx(summary["best_mean_dice"]) and rows[2]["mean_dice"] == 0.0
