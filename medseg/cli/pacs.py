@@ -40,6 +40,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16", help="autocast")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
+    parser.add_argument(
+        "--store-overlays", action="store_true", help="also store overlays as a Secondary Capture series"
+    )
     parser.add_argument("--keep-images", action="store_true", help="keep the retrieved DICOM files")
 
 
@@ -91,6 +94,7 @@ def _processor(args: argparse.Namespace, client):
     options = PacsOptions(
         modalities=(args.modality.upper(),) if args.modality else (),
         keep_images=args.keep_images,
+        store_overlays=args.store_overlays and not args.no_overlays,
         run=RunOptions(write_overlays=not args.no_overlays),
     )
     return lambda study: process_study(client, study, ensemble, settings, args.out, options)

@@ -2,7 +2,8 @@
 
 `process_study` retrieves the study's image series into ``OUT/<study key>/images/series_<n>/``, segments
 them with `medseg.engine.batch.run_batch` (results in ``OUT/<study key>/results/<series key>/``: mask,
-seg.dcm, overlays, result.json) and stores each new DICOM SEG on the PACS. Before storing it asks the
+seg.dcm, overlays, result.json) and stores each new DICOM SEG on the PACS (with the overlays as a
+Secondary Capture series when asked). Before storing it asks the
 PACS for SEGs that medseg (same model name) already made for the same source series, so a rerun or a
 restart never stores a result twice. Retrieved images are deleted afterwards unless asked to keep them.
 """
@@ -23,6 +24,7 @@ from medseg.engine.jobs import discover
 from medseg.engine.sliding_window import WindowSettings
 from medseg.io.dicom.scan import SeriesRules
 from medseg.io.seg_writer import MANUFACTURER
+from medseg.pacs.capture import write_captures
 from medseg.pacs.client import PacsClient, Study
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class PacsOptions:
 
     modalities: tuple[str, ...] = ()  # empty: every image modality
     keep_images: bool = False
+    store_overlays: bool = False  # also store the overlay pictures as a Secondary Capture series
     run: RunOptions = field(default_factory=RunOptions)
 
 
@@ -89,6 +92,34 @@ def retrieve_study(client: PacsClient, study: Study, folder: Path, modalities: t
     return len(wanted)
 
 
+def _store_result(
+    client: PacsClient,
+    study: Study,
+    item: dict[str, str],
+    result: Path,
+    source: Path,
+    options: PacsOptions,
+    existing: set[tuple[str, str]],
+    outcome: StudyOutcome,
+) -> None:
+    """Store the SEG of one result (with its overlays as Secondary Captures, if asked) unless it is there."""
+    seg = result / SEG_NAME
+    if not seg.is_file():
+        return
+    if _seg_identity(seg) <= existing:
+        outcome.already_stored += 1
+        logger.info("study %s: SEG of series %s already on the PACS", study.key, item["key"])
+        return
+    files = [seg]
+    overlays = sorted((result / "overlays").glob("*.png"))
+    if options.store_overlays and overlays and item["kind"] == "dicom-series":
+        header = pydicom.dcmread(min(source.glob("*.dcm")), stop_before_pixels=True)
+        files += write_captures(overlays, header, result / "captures")
+    client.store(files)
+    outcome.stored += 1
+    logger.info("study %s: SEG of series %s stored (%d file(s))", study.key, item["key"], len(files))
+
+
 def process_study(
     client: PacsClient,
     study: Study,
@@ -112,19 +143,10 @@ def process_study(
     for item in summary["items"]:
         if item["status"] == "failed":
             outcome.failures.append(f"series {item['key']}: {item['reason']}")
-        seg = study_dir / "results" / item.get("output", "") / SEG_NAME
-        if "output" not in item or item["status"] == "failed":
-            continue
-        outcome.segmented += 1
-        if not seg.is_file():
-            continue
-        if _seg_identity(seg) <= existing:
-            outcome.already_stored += 1
-            logger.info("study %s: SEG of series %s already on the PACS", study.key, item["key"])
-            continue
-        client.store([seg])
-        outcome.stored += 1
-        logger.info("study %s: SEG of series %s stored", study.key, item["key"])
+        elif "output" in item:  # done now or in an earlier run
+            outcome.segmented += 1
+            result = study_dir / "results" / item["output"]
+            _store_result(client, study, item, result, images / item["input"], options, existing, outcome)
     if not options.keep_images:
         shutil.rmtree(images, ignore_errors=True)
     return outcome

@@ -61,9 +61,9 @@ class Orthanc:
         for path in paths:
             self.rest("POST", "/instances", data=path.read_bytes())
 
-    def segs(self, study_instance_uid: str) -> list[pydicom.Dataset]:
-        """Every SEG instance of a study, downloaded through Orthanc's REST API."""
-        query = {"Level": "Instance", "Query": {"StudyInstanceUID": study_instance_uid, "Modality": "SEG"}}
+    def instances(self, study_instance_uid: str, modality: str = "SEG") -> list[pydicom.Dataset]:
+        """Every instance of a modality (default SEG) in a study, downloaded through Orthanc's REST API."""
+        query = {"Level": "Instance", "Query": {"StudyInstanceUID": study_instance_uid, "Modality": modality}}
         found = self.rest("POST", "/tools/find", json=query).json()
         return [pydicom.dcmread(io.BytesIO(self.rest("GET", f"/instances/{i}/file").content)) for i in found]
 

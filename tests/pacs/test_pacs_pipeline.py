@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import PIL.Image
 import pytest
 import yaml
 from conftest import PASSWORD, PHANTOM
@@ -25,11 +26,12 @@ from medseg.pacs.config import PacsConfig
 
 PATIENT = {"patient_name": "Doe^Jane", "patient_id": "PAT-31337", "patient_birth_date": "19700101"}
 SEEDS = {"dicomweb": 11, "dimse": 12}
+OPTIONS = ("--precision", "fp32", "--keep-images", "--store-overlays")
 
 
 def run_pacs(config, checkpoint, out, accession) -> int:
     arguments = ["--model", str(checkpoint), "--out", str(out), "--accession", accession]
-    return main(["pacs", "--config", str(config), "run", *arguments, "--precision", "fp32", "--keep-images"])
+    return main(["pacs", "--config", str(config), "run", *arguments, *OPTIONS])
 
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
@@ -45,7 +47,7 @@ def test_run_stores_one_seg_that_lines_up_with_the_study(
     out = tmp_path / "out"
 
     assert run_pacs(config, checkpoint, out, accession) == 0
-    [seg] = orthanc.segs(study.study_instance_uid)
+    [seg] = orthanc.instances(study.study_instance_uid)
     assert seg.StudyInstanceUID == study.study_instance_uid
     [referenced] = seg.ReferencedSeriesSequence
     assert referenced.SeriesInstanceUID == study.series_instance_uid
@@ -66,11 +68,21 @@ def test_run_stores_one_seg_that_lines_up_with_the_study(
     assert expected.sum() > 1000
     np.testing.assert_array_equal(labels.array[decided] == 1, expected[decided])
 
+    overlays = sorted((out / study_key(study.study_instance_uid) / "results").glob("*/overlays/*.png"))
+    captures = sorted(
+        orthanc.instances(study.study_instance_uid, "OT"), key=lambda ds: int(ds.InstanceNumber)
+    )
+    assert len(captures) == len(overlays) > 0
+    for capture, overlay in zip(captures, overlays, strict=True):
+        assert capture.StudyInstanceUID == study.study_instance_uid
+        np.testing.assert_array_equal(capture.pixel_array, np.asarray(PIL.Image.open(overlay).convert("RGB")))
+
     # A rerun (state file says done) and a run that lost its state (the PACS has the SEG) store nothing.
     assert run_pacs(config, checkpoint, out, accession) == 0
     (out / "pacs-state.json").unlink()
     assert run_pacs(config, checkpoint, tmp_path / "out2", accession) == 0
-    assert len(orthanc.segs(study.study_instance_uid)) == 1
+    assert len(orthanc.instances(study.study_instance_uid)) == 1
+    assert len(orthanc.instances(study.study_instance_uid, "OT")) == len(overlays)
     assert "already on the PACS" in caplog.text
 
     secrets = [PASSWORD, "Doe", "Jane", PATIENT["patient_id"], accession, study.study_instance_uid]

@@ -65,7 +65,7 @@ def test_watch_processes_each_new_study_once(orthanc, upload_study, checkpoint, 
     restarted.run(interval_s=0, polls=2, sleep=lambda seconds: None)
     assert restarted.poll() == []
     for study in (first, second):
-        [seg] = orthanc.segs(study.study_instance_uid)
+        [seg] = orthanc.instances(study.study_instance_uid)
         assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == study.series_instance_uid
     state_text = (out / "state.json").read_text()
     assert first.study_instance_uid not in state_text
