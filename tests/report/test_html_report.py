@@ -13,6 +13,7 @@ import pytest
 from scipy import ndimage
 
 from medseg.cli.main import main
+from medseg.errors import GeometryError
 from medseg.io.image import LabelMap, ScalarImage
 from medseg.io.reader import read_image
 from medseg.io.volume import write_volume
@@ -181,3 +182,18 @@ def test_chest_xray_report_without_reference(datasets_dir, tmp_path, chromium):
     data = _report_data(dom)
     assert data["structures"]["label_1"]["lesions"] == 2 and "area_cm2" in data["structures"]["label_1"]
     assert "metrics" not in data and 'id="metrics"' not in dom
+
+
+def test_study_report_refuses_a_reference_on_another_grid(hippocampus_study, tmp_path):
+    _, prediction, reference = hippocampus_study
+    image = ScalarImage(np.zeros(prediction.shape, np.float32), prediction.affine)
+    moved = LabelMap(reference.array, reference.affine + _translation(2.0))
+    with pytest.raises(GeometryError, match="reference"):
+        write_study_report(tmp_path / "s.html", image, prediction, {1: "a"}, reference=moved)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def _translation(mm: float) -> np.ndarray:
+    shift = np.zeros((4, 4))
+    shift[:3, 3] = mm
+    return shift

@@ -167,3 +167,19 @@ def test_box_statistics_match_numpy():
     assert stats["high"] == 0.9 and 3.0 in stats["outliers"]
     svg = box_plot_svg({"a <b>": values}, "Dice", "Dice")
     assert "a &lt;b&gt;" in svg and svg.count("<circle") == len(stats["outliers"])
+
+
+def test_structure_missed_by_the_ai_is_shown_on_the_reference_slices(datasets_dir, tmp_path):
+    folder = datasets_dir / "msd_hippocampus"
+    image = read_image(folder / "imagesTr" / "hippocampus_025.nii.gz")
+    reference = read_image(folder / "labelsTr" / "hippocampus_025.nii.gz", LabelMap)
+    prediction = reference.with_array(np.where(reference.array == 2, 0, reference.array))
+    paths = write_overlays(image, prediction, tmp_path, {1: "anterior", 2: "posterior"}, reference)
+    per_slice = (reference.array == 2).sum(axis=(0, 1))
+    posterior = [int(re.search(r"_axial_(\d+)", p.name).group(1)) for p in paths if "posterior" in p.name]
+    assert posterior and any(per_slice[k] == per_slice.max() for k in posterior)
+    picture = _pixels(next(p for p in paths if "posterior" in p.name)).astype(int)
+    picture = picture[: round(picture.shape[1] * image.shape[1] / image.shape[0])]  # above the legend
+    red, green, blue = picture[..., 0], picture[..., 1], picture[..., 2]
+    yellowish = (red >= 0.75 * MISSED[0]) & (green >= 0.75 * MISSED[1]) & (blue <= 0.25 * 255 + MISSED[2])
+    assert yellowish.sum() > 100  # the missed posterior hippocampus, drawn in the "missed" colour
