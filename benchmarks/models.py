@@ -76,10 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, help="batch size (default 8 in 2D, 2 in 3D)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (best is kept)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids stalls on shared cores)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     for dims in (int(d) for d in args.dims.split(",")):
         batch, size = DEFAULT_SHAPES[dims]
