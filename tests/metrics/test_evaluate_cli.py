@@ -143,3 +143,28 @@ def test_dicom_seg_against_its_nrrd_after_exact_resampling(datasets_dir, tmp_pat
     assert main([*args, "--resample", "--bootstrap", "20"]) == 0
     (entry,) = json.loads((tmp_path / "metrics.json").read_text())["cases"]["liver_seg"].values()
     assert entry["dice"] == 1.0 and entry["hd95_mm"] == 0.0
+
+
+def test_unpaired_cases_and_bad_manifests_are_refused_by_name(hippocampus_folders, tmp_path, capsys):
+    root, _ = hippocampus_folders
+    shutil.copytree(root / "pred", tmp_path / "pred")
+    shutil.copy(root / "pred" / "hippocampus_015.nii.gz", tmp_path / "pred" / "extra_case.nii.gz")
+    assert main(["evaluate", str(tmp_path / "pred"), str(root / "ref"), "--out", str(tmp_path / "o")]) == 2
+    assert "no reference for 1 prediction(s): extra_case" in capsys.readouterr().err
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps([{"case": "a", "prediction": "p.nii.gz"}]))
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "o")]) == 2
+    assert "entry 1 needs case, prediction and reference" in capsys.readouterr().err
+    rows = [
+        {
+            "case": "c",
+            "prediction": f"{root}/pred/hippocampus_025.nii.gz",
+            "reference": f"{root}/ref/hippocampus_025.nii.gz",
+        }
+    ]
+    manifest.write_text(json.dumps(rows))
+    assert (
+        main(["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "o"), "--bootstrap", "10"])
+        == 0
+    )
+    assert list(json.loads((tmp_path / "o" / "metrics.json").read_text())["cases"]) == ["c"]

@@ -197,3 +197,26 @@ def _translation(mm: float) -> np.ndarray:
     shift = np.zeros((4, 4))
     shift[:3, 3] = mm
     return shift
+
+
+def test_report_command_with_an_uncertainty_map(datasets_dir, tmp_path, chromium):
+    folder = datasets_dir / "msd_hippocampus"
+    label = read_image(folder / "labelsTr" / "hippocampus_038.nii.gz", LabelMap)
+    entropy = ndimage.gaussian_filter((label.array > 0).astype(np.float32), 2.0)
+    write_volume(ScalarImage(entropy, label.affine), tmp_path / "entropy.nii.gz")
+    image = folder / "imagesTr" / "hippocampus_038.nii.gz"
+    mask = folder / "labelsTr" / "hippocampus_038.nii.gz"
+    arguments = [
+        "--uncertainty",
+        str(tmp_path / "entropy.nii.gz"),
+        "--model-name",
+        "m",
+        "--model-version",
+        "2",
+    ]
+    assert main(["report", str(mask), "--image", str(image), "--out", str(tmp_path / "out"), *arguments]) == 0
+    dom = chromium(tmp_path / "out" / "study_001.html", "--dump-dom")
+    total = _assert_images_loaded(dom)
+    assert "<h2>Uncertainty</h2>" in dom and total % 2 == 0 and total >= 2  # the map on every overlay slice
+    assert _report_data(dom)["model"] == {"name": "m", "version": "2"}
+    assert 'href="study_001.html"' in (tmp_path / "out" / "index.html").read_text()
