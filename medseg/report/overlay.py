@@ -8,6 +8,8 @@ What is drawn:
   *other class* (both labelled, differently), each in a colour no class uses;
 * a legend strip below the image (classes on the slice, disagreement colours, slice position in mm).
 
+`render_uncertainty` draws a per-voxel uncertainty map (e.g. entropy) as a heat map on chosen slices.
+
 Which slices: for a 3D image, the axial slices through each structure's centroid and through its largest
 cross-section (`medseg.report.structures`), each slice once. A 2D image gives one overlay.
 
@@ -194,7 +196,6 @@ def render_plane(
     labels: np.ndarray,
     spacing: tuple[float, float],
     grey_range: tuple[float, float],
-    names: Mapping[int, str],
     reference: np.ndarray | None = None,
 ) -> PIL.Image.Image:
     """The overlay of one plane given in display order (rows, cols) with (row, col) spacing in mm."""
@@ -311,7 +312,7 @@ def render_overlays(
     overlays = []
     for k, name in chosen.items():
         grey, labels, expected = display.planes(k)
-        picture = render_plane(grey, labels, display.spacing, grey_range, names, expected)
+        picture = render_plane(grey, labels, display.spacing, grey_range, expected)
         shown = np.unique(np.concatenate([np.unique(p) for p in (labels, expected) if p is not None]))
         picture = display.finish(picture, k, _legend_entries(shown, names, reference is not None))
         filename = "overlay_2d.png" if k is None else f"overlay_{_safe_name(name)}_axial_{k}.png"
@@ -345,7 +346,7 @@ def render_uncertainty(
     pictures = []
     for k in slices:
         grey, heat = display.planes(k)
-        base = render_plane(grey, np.zeros(grey.shape, np.uint8), display.spacing, grey_range, {})
+        base = render_plane(grey, np.zeros(grey.shape, np.uint8), display.spacing, grey_range)
         level = np.asarray(
             PIL.Image.fromarray((heat / top).astype(np.float32)).resize(base.size, PIL.Image.BILINEAR)
         ).clip(0.0, 1.0)
