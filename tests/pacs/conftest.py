@@ -7,6 +7,7 @@ C-FIND and C-GET). Without Orthanc the tests are skipped, except under CI (``CI`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pydicom
 import pytest
@@ -91,7 +93,11 @@ def _installed() -> tuple[str, str]:
     plugin = next((path for path in DICOMWEB_PLUGINS if Path(path).is_file()), None)
     if executable and plugin:
         return executable, plugin
-    message = "Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"
+    missing("Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)")
+
+
+def missing(message: str) -> NoReturn:
+    """A tool the tests need is not installed: skip, but fail under CI (``CI`` set)."""
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -123,13 +129,14 @@ def _ready(server: Orthanc) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
+@contextlib.contextmanager
+def start_orthanc(folder: Path, extra: dict[str, object] | None = None) -> Iterator[Orthanc]:
+    """Run Orthanc with the test configuration plus `extra` settings until the block ends."""
     executable, plugin = _installed()
-    folder = tmp_path_factory.mktemp("orthanc")
     server = Orthanc(free_port(), free_port(), folder / "storage")
+    settings = _configuration(server.storage, server.http_port, server.dicom_port, plugin) | (extra or {})
     config = folder / "orthanc.json"
-    config.write_text(json.dumps(_configuration(server.storage, server.http_port, server.dicom_port, plugin)))
+    config.write_text(json.dumps(settings))
     log = (folder / "orthanc.log").open("w")
     process = subprocess.Popen([executable, str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -149,6 +156,12 @@ def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory) -> Iterator[Orthanc]:
+    with start_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server
 
 
 @dataclass
