@@ -8,10 +8,12 @@ Logs and file names are searched for the password and every patient identifier.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import PIL.Image
+import pydicom
 import pytest
 import yaml
 from conftest import PASSWORD, PHANTOM
@@ -118,3 +120,28 @@ def test_unknown_called_ae_title_is_refused(orthanc):
     settings = {**orthanc.settings("dimse"), "called_aet": "NOT-ORTHANC"}
     with pytest.raises(PacsError, match="refused"):
         connect(PacsConfig(**settings)).find_studies(StudyQuery())
+
+
+def test_cli_find_prints_json_lines_and_retrieve_downloads_the_series(
+    orthanc, upload_study, tmp_path, monkeypatch, capsys
+):
+    study = upload_study(51, SeriesIdentity(accession_number="A-cli-1"))
+    config = tmp_path / "pacs.yaml"
+    config.write_text(yaml.safe_dump(orthanc.settings("dicomweb")))
+    monkeypatch.setenv("MEDSEG_PACS_PASSWORD", PASSWORD)
+    capsys.readouterr()
+    assert main(["pacs", "--config", str(config), "find", "--accession", "A-cli-1"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert record["study_instance_uid"] == study.study_instance_uid
+    assert record["key"] == study_key(study.study_instance_uid)
+    assert (record["modalities"], record["instances"]) == (["CT"], PHANTOM.shape[2])
+
+    out = tmp_path / "retrieved"
+    assert (
+        main(["pacs", "-c", str(config), "retrieve", "--study-uid", study.study_instance_uid, "-o", str(out)])
+        == 0
+    )
+    files = sorted((out / record["key"]).rglob("*.dcm"))
+    uids = {str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in files}
+    assert uids == set(study.sop_instance_uids)
