@@ -19,7 +19,14 @@ from torch import nn
 
 from medseg.errors import ConfigError
 from medseg.models.backbone import DEFAULT_STRIDES
-from medseg.models.heads import BackboneSegmenter, PooledBranch, backbone_divisor, conv_norm_act, resize
+from medseg.models.heads import (
+    BackboneSegmenter,
+    NativeOptions,
+    PooledBranch,
+    backbone_divisor,
+    conv_norm_act,
+    resize,
+)
 from medseg.models.registry import register
 
 #: Atrous rates of the paper at output stride 16; they double at output stride 8.
@@ -52,40 +59,17 @@ class DeepLab(BackboneSegmenter):
     """DeepLabV3, or DeepLabV3+ when `plus` is true."""
 
     def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        plus: bool,
-        depth: int,
-        width: int,
-        strides: Sequence[int | Sequence[int]],
-        output_stride: int,
-        atrous_rates: Sequence[int] | None,
-        aspp_channels: int,
-        norm: str,
-        dropout: float,
-        aux_head: bool,
+        self, options: NativeOptions, plus: bool, atrous_rates: Sequence[int] | None, aspp_channels: int
     ) -> None:
-        if output_stride not in OUTPUT_STRIDES:
-            raise ConfigError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
-        super().__init__(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            depth,
-            width,
-            strides,
-            output_stride,
-            norm,
-            dropout,
-            aux_head,
-        )
+        if options.output_stride not in OUTPUT_STRIDES:
+            raise ConfigError(f"output_stride must be one of {OUTPUT_STRIDES}, got {options.output_stride}")
+        super().__init__(options)
         if atrous_rates is None:
-            atrous_rates = tuple(r * 16 // output_stride for r in PAPER_RATES_OS16)
+            atrous_rates = tuple(r * 16 // options.output_stride for r in PAPER_RATES_OS16)
+        spatial_dims, norm = options.spatial_dims, options.norm
         channels = self.backbone.channels
         conv = Conv[Conv.CONV, spatial_dims]
-        self.aspp = ASPP(spatial_dims, channels[4], aspp_channels, atrous_rates, norm, dropout)
+        self.aspp = ASPP(spatial_dims, channels[4], aspp_channels, atrous_rates, norm, options.dropout)
         self.plus = plus
         if plus:
             low_channels = max(1, round(aspp_channels * LOW_LEVEL_FRACTION))
@@ -94,7 +78,7 @@ class DeepLab(BackboneSegmenter):
                 conv_norm_act(spatial_dims, aspp_channels + low_channels, aspp_channels, 3, norm),
                 conv_norm_act(spatial_dims, aspp_channels, aspp_channels, 3, norm),
             )
-        self.classifier = conv(aspp_channels, out_channels, 1)
+        self.classifier = conv(aspp_channels, options.out_channels, 1)
 
     def logits(self, features: list[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         x = self.aspp(features[4])
@@ -120,21 +104,19 @@ def _build(plus: bool):
         dropout: float = 0.1,
         aux_head: bool = False,
     ) -> DeepLab:
-        return DeepLab(
+        options = NativeOptions(
             spatial_dims,
             in_channels,
             out_channels,
-            plus,
             depth,
             width,
             strides,
             output_stride,
-            atrous_rates,
-            aspp_channels,
             norm,
             dropout,
             aux_head,
         )
+        return DeepLab(options, plus, atrous_rates, aspp_channels)
 
     return build
 

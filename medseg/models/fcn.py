@@ -19,12 +19,14 @@ from torch import nn
 
 from medseg.errors import ConfigError
 from medseg.models.backbone import DEFAULT_STRIDES
-from medseg.models.heads import BackboneSegmenter, ConvHead, backbone_divisor, resize
+from medseg.models.heads import BackboneSegmenter, ConvHead, NativeOptions, backbone_divisor, resize
 from medseg.models.registry import register
 
 #: FCN variant -> how many skip stages (layer3, then layer2) are fused.
 SKIPS = {32: 0, 16: 1, 8: 2}
 UPSAMPLE_MODES = ("transposed", "interpolate")
+#: FCN's trunk is not dilated: it runs at the full stride 32.
+FCN_OUTPUT_STRIDE = 32
 #: The head's inner width is the layer4 width divided by this (torchvision's FCNHead uses 4).
 HEAD_REDUCTION = 4
 
@@ -63,28 +65,19 @@ class LearnedUpsample(nn.Module):
 class FCN(BackboneSegmenter):
     """FCN-`variant`s (32, 16 or 8) on a `DilatedResNet` with output stride 32 (no dilation)."""
 
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        variant: int,
-        depth: int,
-        width: int,
-        strides: Sequence[int | Sequence[int]],
-        upsample: str,
-        norm: str,
-        dropout: float,
-        aux_head: bool,
-    ) -> None:
-        super().__init__(
-            spatial_dims, in_channels, out_channels, depth, width, strides, 32, norm, dropout, aux_head
-        )
+    def __init__(self, options: NativeOptions, variant: int, upsample: str) -> None:
+        super().__init__(options)
         if upsample not in UPSAMPLE_MODES:
             raise ConfigError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        spatial_dims, out_channels = options.spatial_dims, options.out_channels
         channels = self.backbone.channels
         self.head = ConvHead(
-            spatial_dims, channels[4], channels[4] // HEAD_REDUCTION, out_channels, norm, dropout
+            spatial_dims,
+            channels[4],
+            channels[4] // HEAD_REDUCTION,
+            out_channels,
+            options.norm,
+            options.dropout,
         )
         skip_stages = [3, 2][: SKIPS[variant]]
         self.skip_stages = skip_stages
@@ -138,19 +131,19 @@ def _build(variant: int):
         dropout: float = 0.1,
         aux_head: bool = False,
     ) -> FCN:
-        return FCN(
+        options = NativeOptions(
             spatial_dims,
             in_channels,
             out_channels,
-            variant,
             depth,
             width,
             strides,
-            upsample,
+            FCN_OUTPUT_STRIDE,
             norm,
             dropout,
             aux_head,
         )
+        return FCN(options, variant, upsample)
 
     build.__name__ = f"fcn{variant}s"
     return build

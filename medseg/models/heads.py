@@ -8,6 +8,7 @@ undefined (PyTorch refuses it), whereas the papers trained with batches of 16 an
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -66,34 +67,41 @@ class PooledBranch(nn.Module):
         return resize(self.act(self.conv(self.pool(x))), x.shape[2:])
 
 
+@dataclass(frozen=True)
+class NativeOptions:
+    """What every native model passes to `BackboneSegmenter` (see `medseg.models.backbone` for the trunk)."""
+
+    spatial_dims: int
+    in_channels: int
+    out_channels: int
+    depth: int
+    width: int
+    strides: Sequence[int | Sequence[int]]
+    output_stride: int
+    norm: str
+    dropout: float
+    aux_head: bool
+
+
 class BackboneSegmenter(nn.Module):
     """Base of the native models: a `DilatedResNet`, a model-specific head, an optional auxiliary head.
 
-    Subclasses set ``self.head`` and implement `logits(features, size)`. With ``aux_head=True`` a
+    Subclasses build their head and implement `logits(features, size)`. With ``aux_head=True`` a
     `ConvHead` on ``layer3`` adds a second output in training mode (see `medseg.models.outputs`).
     """
 
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        depth: int,
-        width: int,
-        strides: Sequence[int | Sequence[int]],
-        output_stride: int,
-        norm: str,
-        dropout: float,
-        aux_head: bool,
-    ) -> None:
+    def __init__(self, options: NativeOptions) -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise ConfigError(f"norm must be one of {NORMS}, got {norm!r}")
-        self.backbone = DilatedResNet(spatial_dims, in_channels, depth, width, strides, output_stride, norm)
-        layer3_channels = self.backbone.channels[3]
+        o = options
+        if o.norm not in NORMS:
+            raise ConfigError(f"norm must be one of {NORMS}, got {o.norm!r}")
+        self.backbone = DilatedResNet(
+            o.spatial_dims, o.in_channels, o.depth, o.width, o.strides, o.output_stride, o.norm
+        )
+        layer3 = self.backbone.channels[3]
         self.aux = (
-            ConvHead(spatial_dims, layer3_channels, layer3_channels // 4, out_channels, norm, dropout)
-            if aux_head
+            ConvHead(o.spatial_dims, layer3, layer3 // 4, o.out_channels, o.norm, o.dropout)
+            if o.aux_head
             else None
         )
 

@@ -15,7 +15,14 @@ import torch
 from torch import nn
 
 from medseg.models.backbone import DEFAULT_STRIDES
-from medseg.models.heads import BackboneSegmenter, ConvHead, PooledBranch, backbone_divisor, resize
+from medseg.models.heads import (
+    BackboneSegmenter,
+    ConvHead,
+    NativeOptions,
+    PooledBranch,
+    backbone_divisor,
+    resize,
+)
 from medseg.models.registry import register
 
 #: The paper's head width is 512 for a 2048-channel layer4: a quarter.
@@ -25,37 +32,17 @@ HEAD_REDUCTION = 4
 class PSPNet(BackboneSegmenter):
     """Dilated ResNet + pyramid pooling module + 3×3 conv head (+ auxiliary head on layer3)."""
 
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        depth: int,
-        width: int,
-        strides: Sequence[int | Sequence[int]],
-        output_stride: int,
-        bins: Sequence[int],
-        norm: str,
-        dropout: float,
-        aux_head: bool,
-    ) -> None:
-        super().__init__(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            depth,
-            width,
-            strides,
-            output_stride,
-            norm,
-            dropout,
-            aux_head,
-        )
+    def __init__(self, options: NativeOptions, bins: Sequence[int]) -> None:
+        super().__init__(options)
+        spatial_dims = options.spatial_dims
         channels = self.backbone.channels[4]
         branch_channels = channels // len(bins)
         self.pyramid = nn.ModuleList(PooledBranch(spatial_dims, channels, branch_channels, b) for b in bins)
         pooled = channels + branch_channels * len(bins)
-        self.head = ConvHead(spatial_dims, pooled, channels // HEAD_REDUCTION, out_channels, norm, dropout)
+        head_channels = channels // HEAD_REDUCTION
+        self.head = ConvHead(
+            spatial_dims, pooled, head_channels, options.out_channels, options.norm, options.dropout
+        )
 
     def logits(self, features: list[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         x = features[4]
@@ -83,16 +70,7 @@ def pspnet(
     dropout: float = 0.1,
     aux_head: bool = True,
 ) -> PSPNet:
-    return PSPNet(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        depth,
-        width,
-        strides,
-        output_stride,
-        bins,
-        norm,
-        dropout,
-        aux_head,
+    options = NativeOptions(
+        spatial_dims, in_channels, out_channels, depth, width, strides, output_stride, norm, dropout, aux_head
     )
+    return PSPNet(options, bins)
