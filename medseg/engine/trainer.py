@@ -223,6 +223,7 @@ class Trainer:
         )
         start = time.perf_counter() - self.elapsed
         stop = False
+        rate = self.optimizer.param_groups[0]["lr"]  # stays valid if a resumed epoch has no batch left
         try:
             while self.epoch < config.epochs and not stop:
                 batches = loader.epoch(self.epoch)
