@@ -60,7 +60,7 @@ def postprocess(labels: LabelMap, rules: PostProcessing) -> LabelMap:
     array = labels.array.copy()
     if not rules.active:
         return labels.with_array(array)
-    min_voxels = rules.min_volume_ml / labels.voxel_volume_ml
+    min_voxels = rules.min_volume_ml / labels.voxel_volume_ml if rules.min_volume_ml > 0 else 0.0
     boxes = ndimage.find_objects(array)
     for value, box in enumerate(boxes, start=1):
         if box is None:

@@ -76,7 +76,9 @@ class Image:
 
     @property
     def voxel_volume_ml(self) -> float:
-        """Volume of one voxel in millilitres (area in cm² for 2D images)."""
+        """Volume of one voxel in millilitres (3D images only)."""
+        if self.ndim != 3:
+            raise ValueError("a 2D image has pixel areas, not voxel volumes")
         return float(np.prod(self.spacing)) / 1000.0
 
     def index_to_world(self, index: np.ndarray) -> np.ndarray:
