@@ -79,6 +79,8 @@ class PerChannel(Transform):
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         if img.shape[0] != len(self.transforms):
             raise ValueError(f"{len(self.transforms)} channel transforms for {img.shape[0]} channels")
+        if len(self.transforms) == 1:  # no concatenation: saves a copy of the whole (large) volume
+            return self.transforms[0](img)
         channels = [transform(img[c : c + 1]) for c, transform in enumerate(self.transforms)]
         return torch.cat(channels)
 
