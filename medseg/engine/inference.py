@@ -18,17 +18,26 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
+from monai.data.utils import to_affine_nd
+from monai.transforms import Compose
+from monai.utils import SpaceKeys
 
-from medseg.data.metatensor import image_to_metatensor, metatensor_to_image
 from medseg.data.planner import Plan
-from medseg.data.presets import inverse, preprocessing
+from medseg.data.presets import inverse, normalizer, preprocessing
+from medseg.data.transforms import PerChanneld
 from medseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from medseg.engine.sliding_window import WindowSettings, segment
+from medseg.engine.sliding_window import PRECISIONS, WindowSettings, segment
 from medseg.errors import ConfigError, GeometryError, InputError
 from medseg.io.image import LabelMap, ScalarImage
 
 #: Windows evaluated together; 4 was fastest on a 2-core CPU.
 SW_BATCH_SIZE = 4
+#: Normalisation schemes that need no statistics of the case, so they can run slab by slab.
+VOXELWISE_SCHEMES = ("ct", "window")
+#: Slices normalised at a time.
+NORMALISE_SLAB = 16
+#: The inverted labels must land on the image's voxel centres within this distance.
+GRID_TOLERANCE_MM = 1e-3
 #: File endings of checkpoints inside a model folder.
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -84,6 +93,29 @@ class Ensemble:
                 )
         return self
 
+    def _preprocess(self, pipeline: Compose, image: ScalarImage) -> MetaTensor:
+        """Run the plan's preprocessing; voxel-wise intensity schemes run slab by slab, in place.
+
+        MONAI's intensity transforms make a few float32 copies of the whole volume; for schemes without
+        per-case statistics the same maths on slabs of `NORMALISE_SLAB` slices gives the same result.
+        """
+        entry = self.plan.normalization[0]
+        if entry.get("scheme") not in VOXELWISE_SCHEMES:
+            return pipeline({"image": _metatensor_view(image)})["image"]
+        spatial = Compose([step for step in pipeline.transforms if not isinstance(step, PerChanneld)])
+        tensor = spatial({"image": _metatensor_view(image)})["image"]
+        voxels = tensor.as_tensor()
+        if voxels.dtype != torch.float32 or voxels.data_ptr() == image.array.__array_interface__["data"][0]:
+            tensor = (
+                tensor.float() if voxels.dtype != torch.float32 else tensor.clone()
+            )  # never the input's memory
+            voxels = tensor.as_tensor()
+        normalise = normalizer(entry)
+        for first in range(0, voxels.shape[-1], NORMALISE_SLAB):
+            slab = voxels[..., first : first + NORMALISE_SLAB]
+            slab.copy_(torch.as_tensor(normalise(slab)))
+        return tensor
+
     def predict(
         self, image: ScalarImage, settings: WindowSettings | None = None, progress: bool = False
     ) -> LabelMap:
@@ -95,19 +127,37 @@ class Ensemble:
         if len(self.plan.normalization) != 1:
             raise ConfigError(f"the model needs {len(self.plan.normalization)} channels; inputs have one")
         pipeline = preprocessing(self.plan, label_key=None, load=False)
-        data = pipeline({"image": image_to_metatensor(image)})  # stored type: the intensity step makes floats
-        tensor = data.pop("image")
-        labels = segment(self.networks, tensor.as_tensor(), settings, progress)
-        data["image"] = tensor
-        data["pred"] = MetaTensor(labels[None], meta=dict(tensor.meta))
+        tensor = self._preprocess(pipeline, image)
+        # Invertd reads only the trace and meta of the image: keep those, let the float volume go.
+        meta = dict(tensor.meta)
+        trace = MetaTensor(torch.zeros(1), meta=meta, applied_operations=tensor.applied_operations)
+        # The network sees its input in the autocast type anyway: store the volume in it (half the bytes).
+        voxels = tensor.as_tensor().to(PRECISIONS[settings.precision] or torch.float32)
         del tensor
-        restored = metatensor_to_image(inverse(pipeline)(data)["pred"], LabelMap)
-        if not restored.same_grid(image):
+        labels = segment(self.networks, voxels, settings, progress)
+        del voxels
+        pred = MetaTensor(labels[None], meta=dict(meta))
+        restored = inverse(pipeline)({"image": trace, "pred": pred})["pred"]
+        affine = np.asarray(restored.affine.cpu().numpy(), dtype=np.float64)
+        if tuple(restored.shape[1:]) != image.shape or not np.allclose(
+            to_affine_nd(3, affine), image.affine, atol=GRID_TOLERANCE_MM
+        ):
             raise GeometryError(
                 source, "labels did not return onto the image grid after inverting the preprocessing"
             )
-        array = restored.array.astype(labels.numpy().dtype, copy=False)
+        array = restored[0].as_tensor().to(labels.dtype).numpy()  # nearest-neighbour: whole numbers
         return LabelMap(array, image.affine.copy(), {"source": source or ""})
+
+
+def _metatensor_view(image: ScalarImage) -> MetaTensor:
+    """`image` as a one-channel MetaTensor sharing its memory (`image_to_metatensor` copies, for stacking)."""
+    meta = {
+        "space": SpaceKeys.RAS,
+        "original_affine": image.affine.copy(),
+        "filename_or_obj": image.meta.get("source", ""),
+    }
+    array = torch.from_numpy(np.ascontiguousarray(image.array)[None])
+    return MetaTensor(array, affine=torch.from_numpy(image.affine.copy()), meta=meta)
 
 
 def load_ensemble(sources: Sequence[str | os.PathLike], device: str = "cpu") -> Ensemble:

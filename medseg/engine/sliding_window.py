@@ -98,23 +98,29 @@ def _batches(starts: list[tuple[int, ...]], size: int) -> Iterator[list[tuple[in
 def window_scores(
     networks: Sequence[torch.nn.Module], batch: torch.Tensor, settings: WindowSettings
 ) -> torch.Tensor:
-    """Summed float32 class scores of a batch of windows over all networks and mirrored copies."""
+    """Class scores of a batch of windows summed over all networks and mirrored copies.
+
+    A single pass comes back in the autocast type (bf16: half the bytes of a many-class batch); a sum
+    is float32.
+    """
     dtype = PRECISIONS[settings.precision]
     device_type = torch.device(settings.device).type
     if settings.channels_last and batch.ndim in (4, 5):
         batch = batch.contiguous(
             memory_format=torch.channels_last if batch.ndim == 4 else torch.channels_last_3d
         )
+    passes = [(network, flips) for network in networks for flips in mirror_sets(settings.mirror_axes)]
     total: torch.Tensor | None = None
-    for network in networks:
-        for flips in mirror_sets(settings.mirror_axes):
-            dims = [axis + 2 for axis in flips]
-            inputs = batch.flip(dims) if dims else batch
-            with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                scores = network(inputs).float()
-            if dims:
-                scores = scores.flip(dims)
-            total = scores if total is None else total.add_(scores)
+    for network, flips in passes:
+        dims = [axis + 2 for axis in flips]
+        inputs = batch.flip(dims) if dims else batch
+        with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            scores = network(inputs)
+        if dims:
+            scores = scores.flip(dims)
+        if len(passes) == 1:
+            return scores
+        total = scores.float() if total is None else total.add_(scores)
     assert total is not None
     return total
 
@@ -188,15 +194,17 @@ def segment(
     for batch in tqdm(batches, desc="windows", unit="batch", disable=not progress, leave=False):
         flush(batch[0][-1])
         windows = [tuple(slice(s, s + r) for s, r in zip(start, roi, strict=True)) for start in batch]
-        inputs = torch.stack([padded[(slice(None), *window)] for window in windows]).to(settings.device)
-        scores = window_scores(networks, inputs, settings).mul_(weights)
+        inputs = torch.stack([padded[(slice(None), *window)] for window in windows])
+        inputs = inputs.to(settings.device, torch.float32)  # the image may be stored in half precision
+        scores = window_scores(networks, inputs, settings)
         if not buffer.numel():
             classes = scores.shape[1]
             buffer = torch.zeros((classes, *spatial[:-1], depth), dtype=ACCUMULATORS[settings.accumulate])
             labels = torch.empty(spatial, dtype=torch.uint8 if classes <= 256 else torch.int16)
-        if scores.device.type != "cpu":
-            scores = scores.to(buffer.dtype).cpu()  # half the bytes to copy
-        for score, window in zip(scores, windows, strict=True):
-            buffer[(slice(None), *window[:-1], slice(0, depth))].add_(score)
+        for score, window in zip(scores, windows, strict=True):  # one window at a time: small temporaries
+            weighted = score.float().mul_(weights)
+            if weighted.device.type != "cpu":
+                weighted = weighted.to(buffer.dtype).cpu()  # half the bytes to copy
+            buffer[(slice(None), *window[:-1], slice(0, depth))].add_(weighted)
     flush(spatial[-1])
     return labels[tuple(crop)]

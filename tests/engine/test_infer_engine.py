@@ -146,7 +146,9 @@ def test_labels_are_exact_for_a_threshold_model_on_the_plan_grid(tmp_path):
     array = ndimage.gaussian_filter(rng.normal(0, 150, (30, 26, 20)), 2) * 4
     image = ScalarImage(array.astype(np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))
     ensemble = load_ensemble([save_threshold_checkpoint(tmp_path / "m.pt", 3, [1.0, 1.0, 1.0], [16, 16, 16])])
+    original = image.array.copy()
     labels = ensemble.predict(image, ensemble.settings(precision="fp32", accumulate="fp32"))
     assert labels.same_grid(image)
+    np.testing.assert_array_equal(image.array, original)  # preprocessing works on a view: never in place
     margin = np.abs(array - THRESHOLD_HU) > 0.5  # voxels right at the threshold may go either way
     np.testing.assert_array_equal(labels.array[margin], (array > THRESHOLD_HU)[margin])
