@@ -70,8 +70,18 @@ class DimseClient(PacsClient):
             evt_handlers=handlers or None,
             tls_args=(config.ssl_context(), config.host) if config.tls else None,
         )
+        if association.is_rejected:
+            raise PacsError(f"association rejected by {config.describe()} (check the AE titles)")
         if not association.is_established:
-            raise PacsError(f"association with {config.describe()} was refused or failed")
+            raise PacsError(
+                f"association with {config.describe()} failed (unreachable, TLS refused, "
+                "or no proposed presentation context accepted)"
+            )
+        refused = {uid for uid, _ in contexts} - {cx.abstract_syntax for cx in association.accepted_contexts}
+        if refused:
+            association.release()
+            names = ", ".join(sorted(pydicom.uid.UID(uid).name for uid in refused))
+            raise PacsError(f"{config.describe()} does not accept {names}")
         try:
             yield association
         finally:
@@ -134,7 +144,11 @@ class DimseClient(PacsClient):
         contexts = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets})
         with self._association([(uid, [syntax]) for uid, syntax in contexts]) as association:
             for ds in datasets:
-                status = association.send_c_store(ds)
+                try:
+                    status = association.send_c_store(ds)
+                except ValueError:  # no accepted context for this SOP class and transfer syntax
+                    what = f"{ds.SOPClassUID.name} in {ds.file_meta.TransferSyntaxUID.name}"
+                    raise PacsError(f"{self.config.describe()} does not accept {what}") from None
                 code = _status(status, "C-STORE", self.config.describe())
                 if code != SUCCESS and code not in STORE_WARNINGS:
                     raise PacsError(f"C-STORE: status 0x{code:04X} from {self.config.describe()}")

@@ -119,6 +119,7 @@ def _configuration(storage: Path, http_port: int, dicom_port: int, plugin: str) 
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "DicomModalities": {"medseg": {"AET": MEDSEG_AET, "Host": "127.0.0.1", "Port": free_port()}},
         "SaveJobs": False,
+        "UnknownSopClassAccepted": False,  # the default, relied on to test a refused presentation context
     }
 
 

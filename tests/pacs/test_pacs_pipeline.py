@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import PIL.Image
@@ -21,13 +22,16 @@ from infer_models import THRESHOLD_HU
 
 from medseg.cli.main import main
 from medseg.io.dicom import read_series
-from medseg.io.dicom.writer import SeriesIdentity
+from medseg.io.dicom.writer import SeriesIdentity, write_dicom_series
+from medseg.io.image import ScalarImage
 from medseg.io.seg import read_seg
 from medseg.pacs.client import PacsError, StudyQuery, connect, study_key
 from medseg.pacs.config import PacsConfig
 
 PATIENT = {"patient_name": "Doe^Jane", "patient_id": "PAT-31337", "patient_birth_date": "19700101"}
 SEEDS = {"dicomweb": 11, "dimse": 12}
+#: A storage SOP class no PACS knows (a UID under pydicom's root).
+PRIVATE_SOP_CLASS = "1.2.826.0.1.3680043.8.498.99"
 OPTIONS = ("--precision", "fp32", "--keep-images", "--store-overlays")
 
 
@@ -118,7 +122,7 @@ def test_wrong_password_is_a_clear_error_without_the_password(orthanc):
 
 def test_unknown_called_ae_title_is_refused(orthanc):
     settings = {**orthanc.settings("dimse"), "called_aet": "NOT-ORTHANC"}
-    with pytest.raises(PacsError, match="refused"):
+    with pytest.raises(PacsError, match=r"rejected .* AE titles"):
         connect(PacsConfig(**settings)).find_studies(StudyQuery())
 
 
@@ -145,3 +149,16 @@ def test_cli_find_prints_json_lines_and_retrieve_downloads_the_series(
     files = sorted((out / record["key"]).rglob("*.dcm"))
     uids = {str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in files}
     assert uids == set(study.sop_instance_uids)
+
+
+def test_store_of_a_sop_class_the_pacs_refuses_names_it(orthanc, tmp_path):
+    image = ScalarImage(np.zeros((4, 4, 2), np.float32), np.eye(4))
+    accepted, unknown = write_dicom_series(image, tmp_path / "s", "CT")
+    ds = pydicom.dcmread(unknown)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = PRIVATE_SOP_CLASS
+    ds.save_as(unknown)
+    client = connect(PacsConfig(**orthanc.settings("dimse")))
+    with pytest.raises(PacsError, match=re.escape(f"does not accept {PRIVATE_SOP_CLASS}")):
+        client.store([accepted, unknown])
+    with pytest.raises(PacsError, match="no proposed presentation context accepted"):
+        client.store([unknown])
