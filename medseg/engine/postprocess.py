@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.io.image import LabelMap
+from medseg.metrics.units import voxel_size
 
 #: Voxels touching by a face, an edge or a corner belong to the same component.
 FULL_CONNECTIVITY = True
@@ -60,7 +61,7 @@ def postprocess(labels: LabelMap, rules: PostProcessing) -> LabelMap:
     array = labels.array.copy()
     if not rules.active:
         return labels.with_array(array)
-    min_voxels = rules.min_volume_ml / labels.voxel_volume_ml if rules.min_volume_ml > 0 else 0.0
+    min_voxels = rules.min_volume_ml / voxel_size(labels)  # mL in 3D, cm² in 2D
     boxes = ndimage.find_objects(array)
     for value, box in enumerate(boxes, start=1):
         if box is None:

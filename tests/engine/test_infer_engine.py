@@ -110,6 +110,11 @@ def test_postprocessing_rules_in_physical_units():
     assert (filled[hole] == 1).all() and (filled[small] == 1).all()
     np.testing.assert_array_equal(labels.array, array)  # the input is not changed
 
+    flat = np.zeros((30, 30), np.uint8)
+    flat[2:4, 2:4], flat[10:20, 10:20] = 1, 1  # 4 and 100 pixels of 0.5 x 0.5 mm: 0.01 and 0.25 cm²
+    cleaned = postprocess(LabelMap(flat, np.diag([0.5, 0.5, 1.0, 1.0])), PostProcessing(min_volume_ml=0.02))
+    assert cleaned.array.sum() == 100  # in 2D the minimum size is an area in cm²
+
 
 def test_coded_segment_descriptions():
     category, kind = segment_codes("liver")
