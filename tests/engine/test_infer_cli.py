@@ -208,9 +208,14 @@ def test_messy_batch_survives_records_failures_and_reruns(tmp_path, checkpoint_3
 
 
 def test_two_ranks_share_the_studies(tmp_path, checkpoint_3d, monkeypatch):
+    """Two DICOM series and a NIfTI file (RANK/WORLD_SIZE as torchrun sets them)."""
     studies = tmp_path / "in"
-    for name in "abc":
+    for name in "ab":
         sphere_series(studies / name, np.eye(3), np.zeros(3))
+    nifti_affine = np.diag([1.5, -1.5, 2.0, 1.0])
+    volume = np.zeros((20, 24, 16), np.int16)
+    volume[5:12, 6:14, 4:9] = 300
+    nib.save(nib.Nifti1Image(volume, nifti_affine), studies / "c.nii.gz")
     monkeypatch.setenv("WORLD_SIZE", "2")
     for rank in ("0", "1"):
         monkeypatch.setenv("RANK", rank)
@@ -232,3 +237,10 @@ def test_two_ranks_share_the_studies(tmp_path, checkpoint_3d, monkeypatch):
     merged = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert merged["counts"] == {"done": 3, "skipped": 0, "failed": 0}
     assert len({item["key"] for item in merged["items"]}) == 3
+    [nifti] = [item for item in merged["items"] if item["input"] == "c.nii.gz"]
+    mask = nib.load(tmp_path / "out" / nifti["output"] / "mask.nii.gz")
+    np.testing.assert_allclose(mask.affine, nifti_affine, atol=1e-5)
+    found, truth = np.asarray(mask.dataobj) == 1, volume > THRESHOLD_HU
+    assert (found == truth).mean() > 0.97  # the model works on a 3 mm grid: edges may move a voxel
+    centre = nib.affines.apply_affine(nifti_affine, np.argwhere(truth).mean(axis=0))
+    np.testing.assert_allclose(mask_world_points(mask.get_filename()).mean(axis=0), centre, atol=1.0)
