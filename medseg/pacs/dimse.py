@@ -9,6 +9,7 @@ with the configured CA bundle and client certificate.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -23,8 +24,9 @@ from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery,
 
 FIND_MODEL = sop.StudyRootQueryRetrieveInformationModelFind
 GET_MODEL = sop.StudyRootQueryRetrieveInformationModelGet
-#: Instances medseg accepts in a C-GET: volumes and images it can segment, and SEGs (to find its results).
-RETRIEVED_SOP_CLASSES = (
+#: Instances medseg accepts in a C-GET when the PACS does not say which SOP classes a study holds:
+#: volumes and images it can segment, and SEGs (to find its own results).
+DEFAULT_SOP_CLASSES = (
     sop.CTImageStorage,
     sop.EnhancedCTImageStorage,
     sop.MRImageStorage,
@@ -39,8 +41,12 @@ RETRIEVED_SOP_CLASSES = (
 #: DIMSE status codes: success, and the two "pending" codes of C-FIND responses.
 SUCCESS = 0x0000
 PENDING = (0xFF00, 0xFF01)
+#: C-GET finished, but some sub-operations (instances) failed.
+SOME_FAILED = 0xB000
 #: C-STORE sub-operation statuses that still mean "stored" (coercion of data elements and the like).
 STORE_WARNINGS = (0xB000, 0xB007, 0xB006)
+
+logger = logging.getLogger(__name__)
 
 
 class DimseClient(PacsClient):
@@ -48,9 +54,13 @@ class DimseClient(PacsClient):
 
     @contextlib.contextmanager
     def _association(
-        self, contexts: Sequence[tuple[str, Sequence[str] | None]], receive: Path | None = None
+        self,
+        contexts: Sequence[tuple[str, Sequence[str] | None]],
+        receive: Path | None = None,
+        receive_classes: Sequence[str] = (),
     ) -> Iterator[Association]:
-        """An association offering `contexts`; with `receive`, instances sent back are saved there."""
+        """An association offering `contexts`; with `receive`, instances of `receive_classes` sent back
+        on it (C-GET) are saved there."""
         config = self.config
         ae = AE(ae_title=config.calling_aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = config.timeout_s
@@ -58,7 +68,7 @@ class DimseClient(PacsClient):
             ae.add_requested_context(abstract, syntaxes)
         roles, handlers = [], []
         if receive is not None:
-            for uid in RETRIEVED_SOP_CLASSES:
+            for uid in receive_classes:
                 ae.add_requested_context(uid, ALL_TRANSFER_SYNTAXES)
                 roles.append(build_role(uid, scp_role=True))
             handlers.append((evt.EVT_C_STORE, _save_to, [receive, [0]]))
@@ -117,21 +127,33 @@ class DimseClient(PacsClient):
         identifier.NumberOfSeriesRelatedInstances = ""
         return [Series.from_dataset(ds) for ds in self._find(identifier, "C-FIND series")]
 
+    def _sop_classes(self, study_instance_uid: str) -> list[str]:
+        """SOP classes in a study (SOPClassesInStudy; optional for a PACS: empty when not answered)."""
+        identifier = pydicom.Dataset()
+        identifier.QueryRetrieveLevel = "STUDY"
+        identifier.StudyInstanceUID = study_instance_uid
+        identifier.SOPClassesInStudy = ""
+        classes = set()
+        for answer in self._find(identifier, "C-FIND SOP classes"):
+            value = answer.get("SOPClassesInStudy") or []
+            classes.update([value] if isinstance(value, str) else value)  # one value is not a list
+        return sorted(map(str, classes))
+
     def retrieve_series(self, study_instance_uid: str, series_instance_uid: str, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         identifier = pydicom.Dataset()
         identifier.QueryRetrieveLevel = "SERIES"
         identifier.StudyInstanceUID = study_instance_uid
         identifier.SeriesInstanceUID = series_instance_uid
-        with self._association([(GET_MODEL, None)], receive=folder) as association:
-            for status, answer in association.send_c_get(identifier, GET_MODEL):
+        classes = self._sop_classes(study_instance_uid) or DEFAULT_SOP_CLASSES
+        with self._association([(GET_MODEL, None)], folder, classes) as association:
+            for status, _ in association.send_c_get(identifier, GET_MODEL):
                 code = _status(status, "C-GET series", self.config.describe())
-                if code not in (SUCCESS, *PENDING):
-                    failed = answer.get("FailedSOPInstanceUIDList") if answer is not None else None
-                    detail = f"; {len(failed)} instance(s) failed" if failed else ""
-                    raise PacsError(
-                        f"C-GET series: status 0x{code:04X} from {self.config.describe()}{detail}"
-                    )
+                if code == SOME_FAILED:  # e.g. instances of a SOP class medseg does not take
+                    failed = int(status.get("NumberOfFailedSuboperations", 0))
+                    logger.warning("C-GET series: %d instance(s) of unsupported types not received", failed)
+                elif code not in (SUCCESS, *PENDING):
+                    raise PacsError(f"C-GET series: status 0x{code:04X} from {self.config.describe()}")
         return sorted(folder.glob("*.dcm"))
 
     def series_headers(self, study_instance_uid: str, series_instance_uid: str) -> list[pydicom.Dataset]:

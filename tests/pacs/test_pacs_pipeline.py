@@ -32,6 +32,7 @@ PATIENT = {"patient_name": "Doe^Jane", "patient_id": "PAT-31337", "patient_birth
 SEEDS = {"dicomweb": 11, "dimse": 12}
 #: A storage SOP class no PACS knows (a UID under pydicom's root).
 PRIVATE_SOP_CLASS = "1.2.826.0.1.3680043.8.498.99"
+RT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.1"
 OPTIONS = ("--precision", "fp32", "--keep-images", "--store-overlays")
 
 
@@ -162,3 +163,17 @@ def test_store_of_a_sop_class_the_pacs_refuses_names_it(orthanc, tmp_path):
         client.store([accepted, unknown])
     with pytest.raises(PacsError, match="no proposed presentation context accepted"):
         client.store([unknown])
+
+
+def test_c_get_receives_every_sop_class_of_a_series(orthanc, tmp_path):
+    """The classes to accept come from the PACS (SOPClassesInStudy), not from a fixed list."""
+    image = ScalarImage(np.zeros((4, 4, 3), np.float32), np.eye(4))
+    paths = write_dicom_series(image, tmp_path / "mixed", "CT")
+    odd = pydicom.dcmread(paths[-1])
+    odd.SOPClassUID = odd.file_meta.MediaStorageSOPClassUID = RT_IMAGE_STORAGE
+    odd.save_as(paths[-1])
+    orthanc.upload(paths)
+    client = connect(PacsConfig(**orthanc.settings("dimse")))
+    received = client.retrieve_series(str(odd.StudyInstanceUID), str(odd.SeriesInstanceUID), tmp_path / "got")
+    classes = sorted(str(pydicom.dcmread(path).SOPClassUID) for path in received)
+    assert classes == sorted(str(pydicom.dcmread(path).SOPClassUID) for path in paths)
