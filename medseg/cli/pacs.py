@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when a command runs: `medseg --help` stays quick
+    from medseg.pacs.client import PacsClient, Study, StudyQuery
+    from medseg.pacs.pipeline import StudyOutcome
 
 NAME = "pacs"
 HELP = "find studies on a PACS (DICOMweb or DIMSE), segment them and store the DICOM SEG back"
@@ -77,13 +83,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     watch.add_argument("--polls", type=int, default=None, help="stop after this many polls (default: never)")
 
 
-def _query(args: argparse.Namespace):
+def _query(args: argparse.Namespace) -> StudyQuery:
     from medseg.pacs.client import StudyQuery
 
     return StudyQuery(args.date, args.modality.upper(), args.accession, args.study_uid)
 
 
-def _processor(args: argparse.Namespace, client):
+def _modalities(args: argparse.Namespace) -> tuple[str, ...]:
+    """Series modalities to retrieve and segment: the one asked for, or any."""
+    return (args.modality.upper(),) if args.modality else ()
+
+
+def _processor(args: argparse.Namespace, client: PacsClient) -> Callable[[Study], StudyOutcome]:
     """A function segmenting one study with the model, as `medseg infer` does."""
     from medseg.engine.batch import RunOptions
     from medseg.engine.inference import load_ensemble
@@ -92,7 +103,7 @@ def _processor(args: argparse.Namespace, client):
     ensemble = load_ensemble(args.model, args.device)
     settings = ensemble.settings(precision=args.precision, device=args.device)
     options = PacsOptions(
-        modalities=(args.modality.upper(),) if args.modality else (),
+        modalities=_modalities(args),
         keep_images=args.keep_images,
         store_overlays=args.store_overlays and not args.no_overlays,
         run=RunOptions(write_overlays=not args.no_overlays),
@@ -124,9 +135,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "retrieve":
         for study in client.find_studies(_query(args)):
-            count = retrieve_study(
-                client, study, args.out / study.key, (args.modality.upper(),) if args.modality else ()
-            )
+            count = retrieve_study(client, study, args.out / study.key, _modalities(args))
             logger.info("study %s: %d series retrieved", study.key, count)
         return 0
     state = ProcessedStudies(args.state or args.out / STATE_NAME)

@@ -6,8 +6,10 @@ import datetime
 import json
 
 import pytest
+import yaml
 from conftest import PASSWORD, free_port
 
+from medseg.cli.main import main
 from medseg.engine.batch import RunOptions
 from medseg.engine.inference import load_ensemble
 from medseg.io.dicom.writer import SeriesIdentity
@@ -85,3 +87,16 @@ def test_unreachable_pacs_does_not_stop_the_watcher(protocol, orthanc, tmp_path,
     running.run(interval_s=0, polls=2, sleep=lambda seconds: None)
     assert caplog.text.count("poll failed") == 2
     assert PASSWORD not in caplog.text
+
+
+def test_cli_watch_polls_and_stops(orthanc, upload_study, checkpoint, tmp_path):
+    study = upload_study(33, SeriesIdentity())
+    config = tmp_path / "pacs.yaml"
+    config.write_text(yaml.safe_dump(orthanc.settings("dimse")))
+    out = tmp_path / "out"
+    arguments = ["--model", str(checkpoint), "--out", str(out), "--precision", "fp32", "--no-overlays"]
+    status = main(["pacs", "-c", str(config), "watch", *arguments, "--interval", "0", "--polls", "2"])
+    assert status == 0
+    state = json.loads((out / "pacs-state.json").read_text())["studies"]
+    assert state[study_key(study.study_instance_uid)]["status"] == "done"
+    assert len(orthanc.instances(study.study_instance_uid)) == 1
