@@ -1,8 +1,5 @@
 """Every model learns: it overfits one real 3D MRI and one real 2D chest X-ray to Dice >= 0.9.
 
-FCN, DeepLab and PSPNet predict at 1/8 resolution or coarser, so they see the MRI at 1 mm; the U-Net
-family computes at full resolution, which costs 8x more on a CPU, so it sees the MRI at 2 mm.
-
 A wiring bug (a skip from the wrong level, an output cropped from the wrong corner, a head that gets no
 gradient) keeps a network from fitting even a single image, so this is the cheapest end-to-end check.
 The loss covers every output of the deep-supervision contract, and Dice is measured in eval mode.
@@ -14,14 +11,12 @@ import pytest
 import torch
 from monai.losses import DiceCELoss
 
-from medseg.models import auxiliary_weights, create_model, deep_supervision_outputs, get_spec, list_models
+from medseg.models import auxiliary_weights, create_model, deep_supervision_outputs, list_models
 
 TARGET_DICE = 0.9
 MAX_STEPS = 150
 CHECK_EVERY = 5
 LEARNING_RATE = 3e-3
-#: Families that predict at a coarse stride and need the 1 mm volume.
-COARSE_FAMILIES = {"FCN", "DeepLab", "PSPNet"}
 
 
 def mean_foreground_dice(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -36,14 +31,8 @@ def mean_foreground_dice(logits: torch.Tensor, labels: torch.Tensor) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("name", list_models())
-def test_overfits_one_real_image(name, spatial_dims, request, tiny):
-    if spatial_dims == 2:
-        sample = "cxr_sample"
-    elif get_spec(name).family in COARSE_FAMILIES:
-        sample = "hippocampus_sample"
-    else:
-        sample = "hippocampus_half_sample"
-    image, labels = request.getfixturevalue(sample)
+def test_overfits_one_real_image(name, spatial_dims, hippocampus_sample, cxr_sample, tiny):
+    image, labels = hippocampus_sample if spatial_dims == 3 else cxr_sample
     classes = int(labels.max()) + 1
     torch.manual_seed(0)
     model = create_model(name, spatial_dims, 1, classes, **tiny(name, spatial_dims, tuple(image.shape[2:])))
