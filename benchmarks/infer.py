@@ -162,6 +162,14 @@ def row(size: str, method: str, **figures: object) -> dict[str, object]:
     return {"size": size, "method": method, **{column: figures.get(column) for column in COLUMNS}}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM; unlike ru_maxrss it does not inherit the parent's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: may include the parent
+
+
 def memory_child(size: tuple[int, int, int], classes: int, roi, overlap: float) -> None:
     """Run in a child process: the whole predict path on a random int16 CT; prints peak RSS in MB."""
     from medseg.engine.inference import load_ensemble
@@ -187,17 +195,17 @@ def memory_child(size: tuple[int, int, int], classes: int, roi, overlap: float) 
         ensemble = load_ensemble([path])
     ct = np.random.default_rng(0).integers(-1000, 1000, size, dtype=np.int16)
     image = ScalarImage(ct, np.diag([-spacing[0], -spacing[1], spacing[2], 1.0]))  # DICOM's LPS layout
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = peak_rss_mb()
     start = time.perf_counter()
     ensemble.predict(image, ensemble.settings(overlap=overlap))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(f"{peak:.0f} {baseline:.0f} {seconds:.1f}")
 
 
 def memory_row(size, classes: int, roi, overlap: float) -> dict[str, object]:
     command = [sys.executable, __file__, "--memory-child", "x".join(map(str, size)), str(classes)]
-    command += ["--roi", *map(str, roi), "--overlap", str(overlap)]
+    command += ["--memory-roi", *map(str, roi), "--overlap", str(overlap)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
     peak, baseline, seconds = float(output[-3]), float(output[-2]), float(output[-1])
     voxels = math.prod(size)
@@ -223,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     parser.add_argument("--train-seconds", type=float, default=60.0)
     parser.add_argument("--memory-size", type=parse_size, default=(512, 512, 600))
+    parser.add_argument(
+        "--memory-roi", type=int, nargs=3, default=[128, 128, 64], help="window of the memory run"
+    )
     parser.add_argument("--memory-classes", type=int, default=15)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--memory-child", nargs=2, metavar=("SIZE", "CLASSES"), help=argparse.SUPPRESS)
@@ -230,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     roi = tuple(args.roi)
     if args.memory_child:
-        memory_child(parse_size(args.memory_child[0]), int(args.memory_child[1]), roi, args.overlap)
+        memory_child(
+            parse_size(args.memory_child[0]), int(args.memory_child[1]), tuple(args.memory_roi), args.overlap
+        )
         return 0
 
     model = trained_model(args.train_seconds, roi)
@@ -239,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += compare(model, size, roi, args.overlap, args.batch_size)
         print(f"{'x'.join(map(str, size))} done", flush=True)
     if not args.no_memory:
-        rows.append(memory_row(args.memory_size, args.memory_classes, roi, args.overlap))
+        rows.append(memory_row(args.memory_size, args.memory_classes, tuple(args.memory_roi), args.overlap))
     emit("infer", rows, args.json)
     return 0
 
