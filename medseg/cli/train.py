@@ -2,6 +2,8 @@
 
 Options given on the command line override the file (``--fold``, ``--max-time``, ``--set key=value``).
 Under ``torchrun --nproc_per_node N`` each process trains on its share of the patches (DDP).
+``medseg train --bundle DIR [--dataset_dir PATH]`` trains a MONAI bundle's configs/train.json instead and
+publishes the best checkpoint to the bundle's model file (see `medseg.bundle`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="YAML or JSON run configuration")
+    parser.add_argument("config", type=Path, nargs="?", help="YAML or JSON run configuration")
+    parser.add_argument("--bundle", type=Path, help="train a bundle folder's configs/train.json instead")
+    parser.add_argument(
+        "--dataset_dir", "--dataset-dir", dest="dataset_dir", help="the bundle's data (its dataset_dir key)"
+    )
     parser.add_argument("--fold", type=int, help="cross-validation fold (overrides the config)")
     parser.add_argument("--output", help="run folder (overrides the config)")
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")
@@ -57,7 +63,17 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    config: RunConfig = load_config(args.config, overrides_from(args))
+    if (args.config is None) == (args.bundle is None):
+        raise ConfigError("give either a CONFIG file or --bundle DIR")
+    if args.dataset_dir and args.bundle is None:
+        raise ConfigError("--dataset_dir applies to --bundle; a CONFIG file sets 'dataset'")
+    model_file = None
+    if args.bundle is not None:
+        from medseg.bundle import training_config
+
+        config, model_file = training_config(args.bundle, args.dataset_dir, overrides_from(args))
+    else:
+        config: RunConfig = load_config(args.config, overrides_from(args))
     if args.check:
         experiment = prepare(config)
         print(
@@ -66,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
             f"batch {experiment.batch_size}, {experiment.steps_per_epoch} steps per epoch"
         )
         return 0
-    summary = fit(config, resume=args.resume)
+    if model_file is not None:
+        from medseg.bundle import run_training
+
+        summary = run_training(config, model_file, resume=args.resume)
+        print(f"published the best checkpoint to {model_file}")
+    else:
+        summary = fit(config, resume=args.resume)
     print(
         f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.0f} s; "
         f"best validation mean Dice {summary['best_mean_dice']:.4f}; outputs in {summary['folder']}"
