@@ -30,7 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="checkpoint(s) or model folder(s) with models/*.pt; several are ensembled",
     )
-    parser.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        required=True,
+        help="output folder: one sub-folder per series and summary.json; exit status 3 if some inputs failed",
+    )
     windows = parser.add_argument_group("sliding window")
     windows.add_argument("--overlap", type=float, default=0.5, help="window overlap (default: %(default)s)")
     windows.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 4)")
