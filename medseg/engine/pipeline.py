@@ -11,8 +11,8 @@ Training cases go through two stages:
 
 Randomness is re-seeded at the start of every epoch from ``(seed, epoch, rank)``: the sampler's order,
 the transforms' random state (in the training process) and the loader generator (from which MONAI
-seeds worker processes). So an epoch's patches depend only on the seed and the epoch number, whatever
-the number of workers, and a resumed run draws exactly the patches the uninterrupted one would have.
+seeds worker processes). So, for a given number of workers, an epoch's patches depend only on the seed
+and the epoch number, and a resumed run draws exactly the patches the uninterrupted one would have.
 """
 
 from __future__ import annotations

@@ -293,9 +293,11 @@ def fit(config: RunConfig, resume: bool = False, on_step: StepCallback | None = 
     """Train as `config` says (the Python twin of ``medseg train``); return a summary of the run.
 
     The summary has ``epochs``, ``steps``, ``seconds``, ``best_mean_dice``, ``history``, ``folder`` and
-    ``model`` (the network as trained to the end; ``best.pt`` holds the best one).
+    ``model`` (the network as trained to the end; ``best.pt`` holds the best one). Torch's thread count
+    and deterministic-algorithms flag are set for the run and restored afterwards.
     """
     device = resolve_device(config.device)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     if config.threads:
         torch.set_num_threads(config.threads)
     context = distributed.setup(device)
@@ -314,3 +316,5 @@ def fit(config: RunConfig, resume: bool = False, on_step: StepCallback | None = 
         return trainer.run(on_step)
     finally:
         distributed.teardown(context)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)

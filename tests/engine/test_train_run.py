@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image as PILImage
-from train_fixtures import hippocampus_manifest, tiny_config
+from train_fixtures import hippocampus_manifest, one_thread, tiny_config  # noqa: F401 (fixture)
 
 from medseg.cli.main import main
 from medseg.engine.checkpoint import ModelConfig, load_checkpoint, model_from_checkpoint
