@@ -50,7 +50,8 @@ class Experiment:
 
 
 def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
-    """The configured plans.json, or a plan computed from the dataset now; `target_spacing` overrides."""
+    """The configured plans.json, or a plan computed from the dataset now; `target_spacing` and
+    `patch_size` override it."""
     if config.plan:
         plan = load_plan(config.plan)
     else:
@@ -68,6 +69,8 @@ def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
         if len(config.target_spacing) != plan.dim:
             raise ConfigError(f"target_spacing needs {plan.dim} values for this {plan.dim}D plan")
         plan = dataclasses.replace(plan, target_spacing=[float(s) for s in config.target_spacing])
+    if config.patch_size is not None:  # checkpoints carry the plan: inference windows = training patches
+        plan = dataclasses.replace(plan, patch_size=[int(s) for s in config.patch_size])
     return plan
 
 
