@@ -194,8 +194,9 @@ def segment(
     for batch in tqdm(batches, desc="windows", unit="batch", disable=not progress, leave=False):
         flush(batch[0][-1])
         windows = [tuple(slice(s, s + r) for s, r in zip(start, roi, strict=True)) for start in batch]
-        inputs = torch.stack([padded[(slice(None), *window)] for window in windows])
-        inputs = inputs.to(settings.device, torch.float32)  # the image may be stored in half precision
+        inputs = torch.stack([padded[(slice(None), *window)] for window in windows]).to(settings.device)
+        if PRECISIONS[settings.precision] is None:
+            inputs = inputs.float()  # fp32 runs without autocast: the image may be stored in half precision
         scores = window_scores(networks, inputs, settings)
         if not buffer.numel():
             classes = scores.shape[1]
