@@ -4,8 +4,8 @@ A bundle (``bundles/<name>/``, MONAI's layout) holds ``configs/metadata.json``, 
 ``inference.json``, ``evaluate.json``, ``multi_gpu_train.json``, ``models/model.pt`` (a
 `medseg.engine.checkpoint` file), ``docs/README.md`` and ``LICENSE``. Its configs do not re-implement
 anything in JSON: ``train.json`` holds a medseg `RunConfig` under the key ``training`` and its ``run``
-expression calls `train`; ``inference.json`` calls `infer`; ``network_def`` builds the network with
-`medseg.models.create_model`. So these two commands do the same thing:
+step (a ``_target_`` component) calls `train`; ``inference.json`` calls `infer`; ``network_def`` calls
+`build_network` (`medseg.models.create_model`). So these two commands do the same thing:
 
     python -m monai.bundle run --config_file B/configs/train.json --bundle_root B --dataset_dir DATA
     medseg train --bundle B --dataset_dir DATA
@@ -35,7 +35,6 @@ from medseg.utils.atomic import atomic_path, write_text_atomic
 
 CONFIGS_DIR = "configs"
 TRAIN_CONFIG = "train.json"
-INFERENCE_CONFIG = "inference.json"
 METADATA = "metadata.json"
 #: Config keys every bundle's train.json defines.
 TRAINING_KEY, MODEL_FILE_KEY, DATASET_KEY, ROOT_KEY = "training", "model_file", "dataset_dir", "bundle_root"
@@ -108,7 +107,7 @@ def run_training(config: RunConfig, model_file: str | os.PathLike, resume: bool 
 
 
 def train(training: dict[str, Any], model_file: str) -> dict[str, Any]:
-    """The ``run`` expression of a bundle's train.json: `run_training` on the ``training`` mapping."""
+    """The ``run`` step of a bundle's train.json: `run_training` on the ``training`` mapping."""
     return run_training(config_from_dict(dict(training), where=TRAINING_KEY), model_file)
 
 
@@ -122,18 +121,20 @@ def infer(
     largest_component: list[int] | None = None,
     write_seg: bool = True,
     write_overlays: bool = True,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """The ``run`` expression of inference.json: segment every image under `dataset_dir`, as ``medseg infer``.
+    """The ``run`` step of inference.json: segment every image under `dataset_dir`, as ``medseg infer``.
 
     Writes the same per-input folders and ``summary.json`` (`medseg.engine.batch.run_batch`) and returns
-    the summary; fails if any input failed.
+    the summary; fails if any input failed. `device` ``auto`` is the GPU when there is one.
     """
     from medseg.engine.batch import RunOptions, exit_status, run_batch
     from medseg.engine.inference import load_ensemble
     from medseg.engine.jobs import discover
     from medseg.engine.postprocess import PostProcessing
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     ensemble = load_ensemble([model_file], device).to(device)
     settings = ensemble.settings(
         overlap=overlap,
@@ -156,7 +157,7 @@ def infer(
 
 
 def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dict[str, Any]:
-    """The ``run`` expression of evaluate.json: the bundle's model on its fold's validation cases.
+    """The ``run`` step of evaluate.json: the bundle's model on its fold's validation cases.
 
     Dice per class is computed as during training (`medseg.engine.validation.validate`: the model's
     plan, its training patch as the window, on the plan's grid) and written to `output_file` as JSON.
@@ -187,6 +188,10 @@ def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dic
     return report
 
 
+def _relative(path: str, folder: Path) -> str:
+    return Path(path).relative_to(folder).as_posix()
+
+
 def phantom_dataset(
     folder: str | os.PathLike, n_cases: int, seed: int = 0, config: PhantomConfig | None = None
 ) -> Path:
@@ -201,6 +206,9 @@ def phantom_dataset(
         "name": "abdomen_phantom",
         "labels": {str(value): name for value, name in PHANTOM_LABELS.items()},
         "modalities": ["CT"],
-        "cases": [{"id": r["id"], "image": r["dicom"], "label": r["label"]} for r in records],
+        "cases": [  # relative to the manifest, so the folder can move
+            {"id": r["id"], "image": _relative(r["dicom"], folder), "label": _relative(r["label"], folder)}
+            for r in records
+        ],
     }
     return write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")

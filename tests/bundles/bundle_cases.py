@@ -1,0 +1,55 @@
+"""Shared constants and helpers of the bundle tests: bundle names, tiny-run overrides, bundle copies."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from medseg.data.phantom import PhantomConfig
+
+BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+BUNDLE_NAMES = ("hippocampus_mri_3d", "hippocampus_deeplab_3d", "lung_cxr_2d", "abdomen_ct_3d")
+#: Real cases linked into the tiny datasets.
+HIPPOCAMPUS_CASES = ("hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006")
+CXR_CASES = ("CHNCXR_0006_0", "CHNCXR_0007_0", "MCUCXR_0001_0", "MCUCXR_0002_0")
+#: Phantom at a quarter of the default voxel count (same field of view), three cases.
+PHANTOM = PhantomConfig(shape=(48, 48, 20), spacing=(7.0, 7.0, 10.0))
+PHANTOM_CASES = 3
+
+#: One short, deterministic epoch on two training cases, validated on one (RunConfig keys).
+SHORT_RUN = {
+    "epochs": 1,
+    "steps_per_epoch": 2,
+    "batch_size": 2,
+    "folds": 2,
+    "max_val_cases": 1,
+    "deterministic": True,
+    "threads": 1,
+    "progress": False,
+}
+TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
+#: Per bundle: RunConfig overrides that keep the network and patches tiny.
+TINY = {
+    "hippocampus_mri_3d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [24, 32, 24]},
+    "hippocampus_deeplab_3d": {
+        **SHORT_RUN,
+        "model_options": {
+            "depth": 18,
+            "width": 4,
+            "aspp_channels": 8,
+            "strides": [2, 1, 2, 1, 1],
+            "output_stride": 8,
+            "atrous_rates": [2, 4, 6],
+        },
+        "patch_size": [24, 32, 24],
+    },
+    "lung_cxr_2d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [128, 128]},
+    "abdomen_ct_3d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [32, 32, 16]},
+}
+
+
+def copy_bundle(name: str, destination: Path) -> Path:
+    """A copy of bundle `name` without its weights and runs, to train into."""
+    target = destination / name
+    shutil.copytree(BUNDLES_DIR / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval"))
+    return target

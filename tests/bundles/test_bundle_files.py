@@ -1,0 +1,158 @@
+"""Every bundle's files: metadata against the vendored MONAI schema, network in/out, shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+from bundle_cases import BUNDLE_NAMES, BUNDLES_DIR
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
+
+from medseg.data.datasets import open_dataset
+from medseg.data.loading import load_case
+from medseg.data.phantom import generate_case
+from medseg.data.splits import kfold_splits
+from medseg.engine.checkpoint import load_checkpoint
+from medseg.engine.inference import load_ensemble
+from medseg.metrics.overlap import overlap_per_class
+
+#: verify_metadata warns that the (vendored, not downloaded) schema file has no hash to check.
+pytestmark = pytest.mark.filterwarnings("ignore:No hash value provided:UserWarning")
+
+SCHEMA = BUNDLES_DIR / "_schema" / "meta_schema.json"
+#: Files of MONAI's bundle layout that every bundle has.
+LAYOUT = (
+    "configs/metadata.json",
+    "configs/train.json",
+    "configs/inference.json",
+    "configs/evaluate.json",
+    "configs/multi_gpu_train.json",
+    "docs/README.md",
+    "LICENSE",
+    "models/model.pt",
+)
+#: Shipped weights must stay below this size (larger ones are documented for reproduction instead).
+MAX_WEIGHTS_BYTES = 20 * 1024**2
+
+
+def metadata(name: str) -> dict:
+    return json.loads((BUNDLES_DIR / name / "configs" / "metadata.json").read_text())
+
+
+def test_bundle_folders_are_the_shipped_ones():
+    found = sorted(p.name for p in BUNDLES_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    assert found == sorted(BUNDLE_NAMES)
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_layout(name: str):
+    missing = [path for path in LAYOUT if not (BUNDLES_DIR / name / path).is_file()]
+    assert not missing, f"{name} lacks {missing}"
+    assert (BUNDLES_DIR / name / "models" / "model.pt").stat().st_size < MAX_WEIGHTS_BYTES
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_metadata_matches_schema(name: str):
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.validate(metadata(name), schema)
+    # MONAI's own check; the schema file exists, so nothing is downloaded.
+    verify_metadata(meta_file=str(BUNDLES_DIR / name / "configs" / "metadata.json"), filepath=str(SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("field", "edit"),
+    [
+        ("network_data_format", lambda meta: meta.pop("network_data_format")),
+        ("num_channels", lambda meta: meta["network_data_format"]["inputs"]["image"].update(num_channels=0)),
+        ("version", lambda meta: meta.update(version="first")),
+        ("is_patch_data", lambda meta: meta["network_data_format"]["outputs"]["pred"].pop("is_patch_data")),
+    ],
+)
+def test_schema_refuses_broken_metadata(field: str, edit):
+    broken = metadata("hippocampus_mri_3d")
+    edit(broken)
+    with pytest.raises(jsonschema.ValidationError, match=field):
+        jsonschema.validate(broken, json.loads(SCHEMA.read_text()))
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_network_in_out(name: str):
+    """MONAI's verify_net_in_out on the inference config's network_def (a 32-voxel input per axis)."""
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(BUNDLES_DIR / name / "configs" / "metadata.json"),
+        config_file=str(BUNDLES_DIR / name / "configs" / "inference.json"),
+        device="cpu",
+        n=2,
+    )
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_configs_and_weights_agree(name: str):
+    """train.json and inference.json describe one network, which is the one models/model.pt holds."""
+    configs = BUNDLES_DIR / name / "configs"
+    train, inference = ConfigParser(), ConfigParser()
+    train.read_config(str(configs / "train.json"))
+    inference.read_config(str(configs / "inference.json"))
+    keys = ("model", "model_options", "spatial_dims", "in_channels", "out_channels")
+    assert {k: train[k] for k in keys} == {k: inference[k] for k in keys}
+    state = load_checkpoint(configs.parent / "models" / "model.pt")
+    assert state["model"]["name"] == inference["model"]
+    assert state["model"]["options"] == inference["model_options"]
+    network = inference.get_parsed_content("network_def")
+    network.load_state_dict(state["state_dict"])  # strict: every tensor has its place and shape
+    meta = metadata(name)["network_data_format"]
+    assert len(state["class_names"]) == meta["outputs"]["pred"]["num_channels"] == inference["out_channels"]
+    assert state["plan"]["dim"] == inference["spatial_dims"] == len(meta["inputs"]["image"]["spatial_shape"])
+    with torch.no_grad():
+        shape = [32] * inference["spatial_dims"]
+        assert network.eval()(torch.zeros(1, 1, *shape)).shape == (1, inference["out_channels"], *shape)
+
+
+def test_model_card_records_the_shipped_dice():
+    """Each model card quotes the validation Dice stored in its own checkpoint."""
+    for name in BUNDLE_NAMES:
+        state = load_checkpoint(BUNDLES_DIR / name / "models" / "model.pt")
+        card = (BUNDLES_DIR / name / "docs" / "README.md").read_text()
+        dice = state["training"]["best_mean_dice"]
+        assert f"{dice:.4f}" in card, f"{name}: model card does not quote the checkpoint's Dice {dice:.4f}"
+        assert metadata(name)["eval_metrics"]["val_mean_dice"] == pytest.approx(dice, abs=5e-5)
+
+
+#: Shipped weights on the first validation cases of their fold: mean foreground Dice at least this
+#: (a little below each model card's fold average, which these cases are part of).
+SHIPPED_QUALITY = [
+    ("hippocampus_mri_3d", "msd_hippocampus", None, 0.75),
+    ("hippocampus_deeplab_3d", "msd_hippocampus", None, 0.65),
+    ("lung_cxr_2d", "cxr_lung_mc_shenzhen", "XRAY", 0.85),
+]
+QUALITY_CASES = 2
+
+
+@pytest.mark.parametrize(("name", "dataset", "modality", "minimum"), SHIPPED_QUALITY)
+def test_shipped_weights_segment_validation_cases(name, dataset, modality, minimum, datasets_dir: Path):
+    data = open_dataset(datasets_dir / dataset, modality=modality)
+    validation = set(kfold_splits(data.ids)[0]["val"])
+    records = [record for record in data.cases if record["id"] in validation][:QUALITY_CASES]
+    ensemble = load_ensemble([BUNDLES_DIR / name])
+    scores = []
+    for record in records:
+        image, label = load_case(record)
+        prediction = ensemble.predict(image, ensemble.settings(precision="fp32"))
+        per_class = overlap_per_class(prediction.array, label.array, ensemble.class_names)
+        scores += [float(score["dice"]) for score in per_class.values()]
+    assert np.mean(scores) >= minimum, f"{name}: {scores}"
+
+
+def test_shipped_abdomen_weights_on_a_validation_phantom():
+    """phantom_000 (seed 0) is in fold 0's validation set of the shipped abdomen model's 24-case cohort."""
+    case = generate_case("phantom_000", seed=0)
+    ensemble = load_ensemble([BUNDLES_DIR / "abdomen_ct_3d"])
+    prediction = ensemble.predict(case.image, ensemble.settings(precision="fp32"))
+    dice = overlap_per_class(prediction.array, case.label.array, ensemble.class_names)
+    assert all(float(dice[organ]["dice"]) >= 0.9 for organ in ("liver", "spleen", "kidney")), dice
+    assert float(dice["tumour"]["dice"]) >= 0.5, dice

@@ -1,0 +1,227 @@
+"""Each bundle trains one tiny epoch on real data (the phantom for CT) and segments a case, through both
+entry points: MONAI's ``python -m monai.bundle run`` (or its Python twin `monai.bundle.run`) and the
+medseg CLI (``medseg train --bundle``, ``medseg infer --model BUNDLE``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, PHANTOM, TINY, copy_bundle
+from monai.bundle import run as monai_run
+from PIL import Image as PILImage
+
+from medseg.bundle import phantom_dataset
+from medseg.cli.main import main as medseg_main
+from medseg.data.datasets import open_dataset
+from medseg.data.loading import load_case
+from medseg.data.phantom import PHANTOM_LABELS
+from medseg.engine.checkpoint import load_checkpoint
+
+#: MONAI warns that configs run code each time one is parsed: these are the repository's own.
+pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
+
+#: Real-data cases segmented after training: the last case of each tiny dataset.
+HIPPOCAMPUS_CASE = HIPPOCAMPUS_CASES[-1]
+
+
+def monai_overrides(name: str) -> dict:
+    """The tiny-run overrides as MONAI config ids."""
+    return {f"training#{key}": value for key, value in TINY[name].items()}
+
+
+def medseg_sets(name: str) -> list[str]:
+    """The same overrides as ``medseg train --set KEY=VALUE`` arguments (JSON is YAML)."""
+    return [item for key, value in TINY[name].items() for item in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def monai_cli(*args: str) -> None:
+    """``python -m monai.bundle ARGS`` in a fresh process with one torch thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def medseg_cli(*args: str) -> None:
+    assert medseg_main([str(arg) for arg in args]) == 0
+
+
+def only_mask(out_dir: Path) -> Path:
+    (mask,) = out_dir.glob("*/mask.nii.gz")
+    return mask
+
+
+def same_weights(first: Path, second: Path) -> bool:
+    a, b = load_checkpoint(first)["state_dict"], load_checkpoint(second)["state_dict"]
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+# ----- hippocampus: the full comparison, through MONAI's real command line ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def hippocampus_bundles(tmp_path_factory, hippocampus_tiny: Path) -> tuple[Path, Path]:
+    """The hippocampus bundle trained by ``python -m monai.bundle run`` and by ``medseg train --bundle``."""
+    name, root = "hippocampus_mri_3d", tmp_path_factory.mktemp("hippocampus_bundles")
+    by_monai, by_medseg = copy_bundle(name, root / "monai"), copy_bundle(name, root / "medseg")
+    args_file = root / "tiny.json"
+    args_file.write_text(json.dumps(monai_overrides(name)))
+    monai_cli(
+        "run",
+        "--config_file",
+        str(by_monai / "configs" / "train.json"),
+        "--bundle_root",
+        str(by_monai),
+        "--dataset_dir",
+        str(hippocampus_tiny),
+        "--args_file",
+        str(args_file),
+    )
+    medseg_cli("train", "--bundle", by_medseg, "--dataset_dir", hippocampus_tiny, *medseg_sets(name))
+    return by_monai, by_medseg
+
+
+def test_both_entry_points_train_the_same_model(hippocampus_bundles, hippocampus_tiny: Path):
+    by_monai, by_medseg = hippocampus_bundles
+    published = [bundle / "models" / "model.pt" for bundle in hippocampus_bundles]
+    state = load_checkpoint(published[0])
+    assert state["training"]["config"]["dataset"] == str(hippocampus_tiny)
+    assert state["training"]["step"] == TINY["hippocampus_mri_3d"]["steps_per_epoch"]
+    assert state["model"]["options"] == TINY["hippocampus_mri_3d"]["model_options"]
+    assert state["class_names"] == {0: "background", 1: "Anterior", 2: "Posterior"}
+    # Deterministic mode and one implementation: the two commands give bit-identical weights.
+    assert same_weights(*published)
+    validations = [
+        json.loads((b / "runs" / "fold_0" / "validation.json").read_text()) for b in (by_monai, by_medseg)
+    ]
+    assert validations[0]["dice"] == validations[1]["dice"]
+    assert same_weights(published[1], by_medseg / "runs" / "fold_0" / "best.pt")
+
+
+def test_both_entry_points_segment_the_same(hippocampus_bundles, hippocampus_tiny: Path, tmp_path: Path):
+    by_monai, by_medseg = hippocampus_bundles
+    image = hippocampus_tiny / "imagesTr" / f"{HIPPOCAMPUS_CASE}.nii.gz"
+    monai_cli(
+        "run",
+        "--config_file",
+        str(by_monai / "configs" / "inference.json"),
+        "--bundle_root",
+        str(by_monai),
+        "--dataset_dir",
+        str(image),
+        "--output_dir",
+        str(tmp_path / "monai"),
+    )
+    medseg_cli("infer", image, "--model", by_medseg, "--out", tmp_path / "medseg")
+    source = nib.load(image)
+    masks = [nib.load(only_mask(tmp_path / entry)) for entry in ("monai", "medseg")]
+    for mask in masks:
+        assert mask.shape == source.shape
+        np.testing.assert_allclose(mask.affine, source.affine, atol=1e-4)
+        assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1, 2}
+    np.testing.assert_array_equal(np.asarray(masks[0].dataobj), np.asarray(masks[1].dataobj))
+
+
+def test_evaluate_config_reproduces_the_validation(hippocampus_bundles, hippocampus_tiny: Path):
+    """evaluate.json (merged onto train.json) scores the model on the fold as training validated it."""
+    by_medseg = hippocampus_bundles[1]
+    configs = by_medseg / "configs"
+    monai_run(
+        config_file=[str(configs / "train.json"), str(configs / "evaluate.json")],
+        bundle_root=str(by_medseg),
+        dataset_dir=str(hippocampus_tiny),
+        **monai_overrides("hippocampus_mri_3d"),
+    )
+    evaluation = json.loads((by_medseg / "runs" / "evaluation.json").read_text())
+    validation = json.loads((by_medseg / "runs" / "fold_0" / "validation.json").read_text())
+    assert evaluation["case_ids"] and len(evaluation["cases"]) == len(evaluation["case_ids"]) == 1
+    assert evaluation["dice"] == pytest.approx(validation["dice"], abs=1e-6)
+
+
+def test_train_bundle_errors_are_one_line(hippocampus_tiny: Path, tmp_path: Path, capsys):
+    bundle = copy_bundle("hippocampus_mri_3d", tmp_path)
+    missing = tmp_path / "no_such_dataset"
+    assert medseg_main(["train", "--bundle", str(bundle), "--dataset_dir", str(missing), "--check"]) != 0
+    assert str(missing) in capsys.readouterr().err
+    assert medseg_main(["train", "--bundle", str(bundle), "--set", "epoch=1", "--check"]) != 0
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert medseg_main(["train", "--bundle", str(tmp_path)]) != 0
+    assert "configs/train.json" in capsys.readouterr().err
+
+
+# ----- the other bundles: trained by medseg, segmenting through both entry points ---------------------------
+
+
+def train_and_segment(name: str, dataset: Path, image: Path, root: Path) -> tuple[Path, list[Path]]:
+    """Train bundle `name` for one tiny epoch with ``medseg train --bundle``, then segment `image` with
+    the bundle's inference.json (`monai.bundle.run`) and with ``medseg infer``; return the case outputs."""
+    bundle = copy_bundle(name, root)
+    medseg_cli("train", "--bundle", bundle, "--dataset_dir", dataset, *medseg_sets(name))
+    monai_run(
+        config_file=str(bundle / "configs" / "inference.json"),
+        bundle_root=str(bundle),
+        dataset_dir=str(image),
+        output_dir=str(root / "by_monai"),
+    )
+    medseg_cli("infer", image, "--model", bundle, "--out", root / "by_medseg")
+    return bundle, [only_mask(root / entry).parent for entry in ("by_monai", "by_medseg")]
+
+
+def assert_same_masks(outputs: list[Path]) -> np.ndarray:
+    masks = [np.asarray(nib.load(folder / "mask.nii.gz").dataobj) for folder in outputs]
+    np.testing.assert_array_equal(masks[0], masks[1])
+    return masks[0]
+
+
+def test_deeplab_bundle(hippocampus_tiny: Path, tmp_path: Path):
+    image = hippocampus_tiny / "imagesTr" / f"{HIPPOCAMPUS_CASE}.nii.gz"
+    bundle, outputs = train_and_segment("hippocampus_deeplab_3d", hippocampus_tiny, image, tmp_path)
+    assert load_checkpoint(bundle / "models" / "model.pt")["model"]["name"] == "deeplabv3"
+    mask = assert_same_masks(outputs)
+    assert mask.shape == nib.load(image).shape and set(np.unique(mask)) <= {0, 1, 2}
+
+
+def test_lung_cxr_bundle(cxr_tiny: Path, tmp_path: Path):
+    image = cxr_tiny / "images" / f"{CXR_CASES[-1]}.png"
+    bundle, outputs = train_and_segment("lung_cxr_2d", cxr_tiny, image, tmp_path)
+    state = load_checkpoint(bundle / "models" / "model.pt")
+    assert state["plan"]["target_spacing"] == [2.0, 2.0] and state["plan"]["dim"] == 2
+    # Inference windows are the training patches (the checkpoint's plan), not the dataset plan's 256².
+    assert state["plan"]["patch_size"] == TINY["lung_cxr_2d"]["patch_size"]
+    mask = assert_same_masks(outputs)
+    width, height = PILImage.open(image).size
+    assert mask.shape[:2] == (width, height) and set(np.unique(mask)) <= {0, 1}
+
+
+def test_abdomen_ct_bundle_on_dicom(phantom_tiny: Path, tmp_path: Path):
+    series = phantom_tiny.parent / "phantom_002" / "dicom"
+    bundle, outputs = train_and_segment("abdomen_ct_3d", phantom_tiny, series, tmp_path)
+    state = load_checkpoint(bundle / "models" / "model.pt")
+    assert state["class_names"] == {0: "background", 1: "liver", 2: "spleen", 3: "kidney", 4: "tumour"}
+    mask = assert_same_masks(outputs)
+    reference = sitk.ReadImage(sorted(str(p) for p in series.glob("*.dcm")))
+    assert mask.shape == reference.GetSize()
+    assert set(np.unique(mask)) <= set(range(5))
+    for folder in outputs:
+        assert (folder / "seg.dcm").is_file()
+
+
+def test_phantom_manifest_moves_with_its_folder(tmp_path: Path):
+    """phantom_dataset writes paths relative to its manifest, so the folder can be moved or shared."""
+    phantom_dataset(tmp_path / "written", 1, config=PHANTOM)
+    moved = (tmp_path / "written").rename(tmp_path / "moved")
+    data = open_dataset(moved / "manifest.json")
+    assert data.label_names == PHANTOM_LABELS and data.modalities == ["CT"]
+    image, label = load_case(data.cases[0])
+    assert image.shape == label.shape == PHANTOM.shape
+    assert set(np.unique(label.array)) <= set(PHANTOM_LABELS)
