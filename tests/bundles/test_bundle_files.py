@@ -17,6 +17,7 @@ from medseg.data.loading import load_case
 from medseg.data.phantom import generate_case
 from medseg.data.splits import kfold_splits
 from medseg.engine.checkpoint import load_checkpoint
+from medseg.engine.config import config_from_dict
 from medseg.engine.inference import load_ensemble
 from medseg.metrics.overlap import overlap_per_class
 
@@ -156,3 +157,18 @@ def test_shipped_abdomen_weights_on_a_validation_phantom():
     dice = overlap_per_class(prediction.array, case.label.array, ensemble.class_names)
     assert all(float(dice[organ]["dice"]) >= 0.9 for organ in ("liver", "spleen", "kidney")), dice
     assert float(dice["tumour"]["dice"]) >= 0.5, dice
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_multi_gpu_config_merges_onto_train(name: str):
+    """configs/multi_gpu_train.json, merged onto train.json as torchrun users pass them, is a valid run."""
+    configs = BUNDLES_DIR / name / "configs"
+    parser = ConfigParser(
+        ConfigParser.load_config_files([str(configs / "train.json"), str(configs / "multi_gpu_train.json")])
+    )
+    parser["bundle_root"] = str(BUNDLES_DIR / name)
+    config = config_from_dict(parser.get_parsed_content("training"))
+    single = ConfigParser(ConfigParser.load_config_files(str(configs / "train.json")))
+    single["bundle_root"] = str(BUNDLES_DIR / name)
+    assert config.device == "cuda" and config.num_workers > 0
+    assert config.model_options == single.get_parsed_content("training")["model_options"]

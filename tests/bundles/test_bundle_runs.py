@@ -157,6 +157,8 @@ def test_train_bundle_errors_are_one_line(hippocampus_tiny: Path, tmp_path: Path
     assert "did you mean 'epochs'" in capsys.readouterr().err
     assert medseg_main(["train", "--bundle", str(tmp_path)]) != 0
     assert "configs/train.json" in capsys.readouterr().err
+    assert medseg_main(["train", str(bundle / "configs" / "train.json"), "--bundle", str(bundle)]) != 0
+    assert "either a CONFIG file or --bundle" in capsys.readouterr().err
 
 
 # ----- the other bundles: trained by medseg, segmenting through both entry points ---------------------------
