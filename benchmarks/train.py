@@ -4,9 +4,9 @@ The baseline is what the MONAI tutorials write: a `monai.data.Dataset` (no cachi
 load each case from its files (`LoadImaged`), orient, resample, normalise, pad and crop it every
 time it is drawn, a `DataLoader`, and float32 training with `DiceCELoss` and Adam. medseg's loop is
 the one `medseg train` runs (`Trainer.train_step`): cases preprocessed once into memory, patches
-sampled and augmented from the cache, bf16 autocast. Both run the same U-Net with the same number of
-torch threads; each is timed over `--steps` iterations after `--warmup` untimed ones. The one-off
-caching time of medseg is reported on its own row.
+sampled and augmented from the cache (in `--workers` loader processes), bf16 autocast. Both run the
+same U-Net with the same number of torch threads; each is timed over `--steps` iterations after
+`--warmup` untimed ones. medseg's one-off caching time is printed on its own line.
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--batch", type=int, default=8, help="patches per batch")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="medseg loader processes (prepare patches in parallel)"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_seconds = time.perf_counter() - start
     torch.manual_seed(0)
     trainer = Trainer(experiment, Context(), "cpu")
-    loader = EpochLoader(cached, args.batch, args.warmup + args.steps, seed=0)
+    loader = EpochLoader(cached, args.batch, args.warmup + args.steps, seed=0, num_workers=args.workers)
     medseg_rate = time_steps(trainer.train_step, loader.epoch(0), args.warmup, args.steps)
 
     torch.manual_seed(0)
@@ -129,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     baseline = endless(tutorial_loader(records, plan, patch, args.batch))
     baseline_rate = time_steps(tutorial_step, baseline, args.warmup, args.steps)
 
-    setting = f"unet 16-128, patch {patch}, batch {args.batch}, {args.threads} thread(s)"
+    setting = (
+        f"unet 16-128, patch {patch}, batch {args.batch}, {args.threads} thread(s), {args.workers} worker(s)"
+    )
     rows = [
         {
             "loop": "medseg (cached, bf16)",
