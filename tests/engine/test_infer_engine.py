@@ -26,10 +26,10 @@ def network() -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def volume() -> torch.Tensor:
     """An image that is not a multiple of the window, so windows overlap unevenly and the last is clamped."""
-    return torch.randn(1, 50, 40, 36, generator=torch.Generator().manual_seed(1))
+    return torch.randn(1, 42, 34, 30, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize(("overlap", "batch_size"), [(0.5, 3), (0.25, 1), (0.6, 5)])
+@pytest.mark.parametrize(("overlap", "batch_size"), [(0.5, 3), (0.6, 2)])
 def test_slab_stitching_equals_monai_full_volume_blending(network, volume, overlap, batch_size):
     """fp32 everywhere: the rolling slab buffer must give MONAI's gaussian-blended argmax exactly."""
     settings = WindowSettings((24, 24, 16), overlap, batch_size, precision="fp32", accumulate="fp32")
