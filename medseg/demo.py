@@ -22,7 +22,7 @@ from medseg.data.phantom import PHANTOM_LABELS, PhantomConfig, write_cohort
 from medseg.data.presets import normalizer
 from medseg.engine.checkpoint import ModelConfig, save_checkpoint
 from medseg.engine.inference import predict_labels
-from medseg.engine.training import TrainConfig, train
+from medseg.engine.training import TrainConfig, TrainResult, train
 from medseg.errors import GeometryError
 from medseg.io.dicom import read_series
 from medseg.io.image import LabelMap, ScalarImage
@@ -46,8 +46,8 @@ class DemoSettings:
     phantom: PhantomConfig = field(default_factory=PhantomConfig)
     patch_size: tuple[int, int, int] = (64, 64, 32)
     channels: tuple[int, ...] = (16, 32, 64, 128)
-    max_steps: int = 450
-    max_seconds: float = 110.0
+    max_steps: int = 500
+    max_seconds: float = 150.0
     seed: int = 0
 
 
@@ -62,7 +62,7 @@ def load_case(dicom_dir: str, label_path: str) -> tuple[ScalarImage, LabelMap]:
 
 def train_model(
     cases: list[tuple[ScalarImage, LabelMap]], settings: DemoSettings, progress: bool
-) -> tuple[torch.nn.Module, ModelConfig]:
+) -> tuple[torch.nn.Module, ModelConfig, TrainResult]:
     """Train a small 3D U-Net on the cases within the demo's step and time budget."""
     normalise = normalizer(CT_WINDOW)
     samples = [
@@ -83,8 +83,8 @@ def train_model(
         max_seconds=settings.max_seconds,
         seed=settings.seed,
     )
-    train(model, samples, config, progress=progress)
-    return model, model_config
+    result = train(model, samples, config, progress=progress)
+    return model, model_config, result
 
 
 def second_opinion(
@@ -149,7 +149,7 @@ def run_demo(settings: DemoSettings, progress: bool = True, say: Callable[[str],
 
     say(f"[2/4] Training a 3D U-Net on {len(train_records)} cases (at most {settings.max_seconds:.0f} s)")
     cases = [load_case(r["dicom"], r["label"]) for r in train_records]
-    model, model_config = train_model(cases, settings, progress)
+    model, model_config, training = train_model(cases, settings, progress)
     plan = {"normalization": [CT_WINDOW], "patch_size": list(settings.patch_size)}
     checkpoint = save_checkpoint(out_dir / "model" / "model.pt", model, model_config, plan, PHANTOM_LABELS)
 
@@ -160,6 +160,7 @@ def run_demo(settings: DemoSettings, progress: bool = True, say: Callable[[str],
     summary = {
         "seconds": round(time.perf_counter() - started, 1),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        "training": {"steps": training.steps, "seconds": round(training.seconds, 1)},
         "checkpoint": str(checkpoint),
         "cases": {r["case"]: {k: v["dice"] for k, v in r["metrics"].items()} for r in reports},
         "mean_dice": mean_dice_per_class(reports),

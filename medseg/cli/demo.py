@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-seconds",
         type=float,
-        default=110.0,
+        default=150.0,
         help="training time budget in seconds (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the cohort and training")
@@ -34,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = run_demo(settings, progress=not args.no_progress)
     print()
-    print(f"Done in {summary['seconds']:.0f} s. Mean Dice per class on the unseen case(s):")
+    training = summary["training"]
+    steps, seconds = training["steps"], training["seconds"]
+    print(f"Done in {summary['seconds']:.0f} s ({steps} training steps in {seconds:.0f} s).")
+    print("Mean Dice per class on the unseen case(s):")
     for name, dice in summary["mean_dice"].items():
         print(f"  {name:10s} {dice:.3f}")
     print(f"Model checkpoint: {summary['checkpoint']}")
