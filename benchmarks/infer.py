@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import emit
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
@@ -34,9 +35,6 @@ from medseg.data.phantom import PhantomConfig, generate_case
 from medseg.engine.checkpoint import ModelConfig, save_checkpoint
 from medseg.engine.sliding_window import WindowSettings, segment, window_starts
 from medseg.engine.training import TrainConfig, train
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
-from _common import emit
 
 #: CT window (HU) mapped to 0..1 before the network, as a plan's "window" scheme does.
 WINDOW_HU = (-200.0, 300.0)

@@ -10,7 +10,6 @@ data (int16) per second; raw-read throughput is MB of file bytes per second.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -18,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from _common import best_time, emit
 
 from medseg.io.dicom import read_series
 from medseg.io.dicom.writer import write_dicom_series
 from medseg.io.image import ScalarImage
 from medseg.io.volume import read_volume, write_volume
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
-from _common import best_time, emit
 
 #: Phantom HU values: air outside, soft tissue in an elliptic body, bone in a ring.
 AIR_HU, TISSUE_HU, BONE_HU, NOISE_HU = -1000.0, 40.0, 700.0, 15.0

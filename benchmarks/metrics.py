@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import best_time, emit
 from monai.metrics import (
     compute_average_surface_distance,
     compute_dice,
@@ -30,9 +31,6 @@ from scipy import ndimage
 from medseg.io.image import LabelMap
 from medseg.io.reader import read_image
 from medseg.metrics.evaluate import evaluate_case
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
-from _common import best_time, emit
 
 #: Default label map, relative to the repository root.
 DEFAULT_LABELS = (

@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from _common import best_time, emit
 
 from medseg.models import create_model, list_models
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
-from _common import best_time, emit
 
 #: (batch, size per axis) for each dimensionality.
 DEFAULT_SHAPES = {2: (8, 256), 3: (2, 96)}

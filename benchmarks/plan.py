@@ -9,17 +9,14 @@ so both see the files in the page cache.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from _common import best_time, emit
 
 from medseg.data.datasets import open_dataset
 from medseg.data.fingerprint import compute_fingerprint
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
-from _common import best_time, emit
 
 #: Default dataset, relative to the repository root.
 DEFAULT_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "msd_hippocampus"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import emit
 from monai.data import DataLoader, Dataset
 from monai.losses import DiceCELoss
 from monai.transforms import (
@@ -37,9 +38,6 @@ from medseg.engine.distributed import Context
 from medseg.engine.experiment import prepare
 from medseg.engine.pipeline import EpochLoader, training_dataset
 from medseg.engine.trainer import Trainer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `medseg bench` loads this file by path
-from _common import emit
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "msd_hippocampus"
 #: The hippocampus benchmark network (benchmarks/configs/hippocampus.yaml).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 from medseg.errors import ConfigError
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.name not in scripts:
         raise ConfigError(f"unknown benchmark {args.name!r}; choose one of: {', '.join(scripts)}")
+    if str(BENCHMARK_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCHMARK_DIR))  # the scripts share benchmarks/_common.py
     spec = importlib.util.spec_from_file_location(f"medseg_benchmark_{args.name}", scripts[args.name])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
