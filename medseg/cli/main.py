@@ -19,17 +19,17 @@ from medseg.errors import MedsegError
 #: Modules that implement one sub-command each, in the order `medseg --help` lists them.
 COMMAND_MODULES = [
     "medseg.cli.demo",
-    "medseg.cli.bench",
     "medseg.cli.info",
     "medseg.cli.convert",
     "medseg.cli.plan",
-    "medseg.cli.models",
-    "medseg.cli.evaluate",
-    "medseg.cli.report",
     "medseg.cli.train",
     "medseg.cli.crossval",
+    "medseg.cli.models",
     "medseg.cli.infer",
+    "medseg.cli.evaluate",
+    "medseg.cli.report",
     "medseg.cli.pacs",
+    "medseg.cli.bench",
 ]
 
 
