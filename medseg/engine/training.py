@@ -118,7 +118,7 @@ def train(
             loss.backward()
             optimiser.step()
             _set_poly_learning_rate(optimiser, config, result.steps + 1, time.perf_counter() - start)
-            result.losses.append(float(loss))
+            result.losses.append(loss.item())
             bar.update()
             bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
             if result.steps >= config.max_steps or time.perf_counter() - start >= config.max_seconds:
