@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASETS_DIR = REPO_ROOT.parent / "shared" / "datasets"
@@ -16,3 +17,13 @@ def datasets_dir() -> Path:
     if not (DATASETS_DIR / "INDEX.md").is_file():
         pytest.fail(f"real datasets not found at {DATASETS_DIR}; clone medseg beside ../shared")
     return DATASETS_DIR
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module: on 2 shared cores, two threads that wait on each other
+    run up to 20x slower. Restores the previous count afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

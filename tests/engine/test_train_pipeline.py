@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_fixtures import hippocampus_manifest, one_thread, tiny_config  # noqa: F401 (fixture)
+from train_fixtures import hippocampus_manifest, tiny_config
 
 from medseg.engine.config import AugmentationConfig, config_from_dict
 from medseg.engine.experiment import prepare
 from medseg.engine.pipeline import EpochLoader, EpochSampler, training_dataset
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

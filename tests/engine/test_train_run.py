@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image as PILImage
-from train_fixtures import hippocampus_manifest, one_thread, tiny_config  # noqa: F401 (fixture)
+from train_fixtures import hippocampus_manifest, tiny_config
 
 from medseg.cli.main import main
 from medseg.engine.checkpoint import ModelConfig, load_checkpoint, model_from_checkpoint
@@ -21,7 +21,7 @@ from medseg.engine.state import seed_everything
 from medseg.engine.trainer import fit
 from medseg.engine.validation import validate
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-import torch
-
 HIPPOCAMPUS = "msd_hippocampus"
 LABELS = {"0": "background", "1": "Anterior", "2": "Posterior"}
 #: A tiny 3-level U-Net: cheap enough for a few dozen steps on a shared 2-core CPU.
@@ -51,12 +48,3 @@ def tiny_config(manifest: Path, output: Path, **changes: Any) -> dict[str, Any]:
     }
     config.update(changes)
     return config
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread in the test process too, as in `tiny_config`: much faster on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

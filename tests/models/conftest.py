@@ -84,12 +84,8 @@ def tiny():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared cores, two threads that wait on each other run up to 20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _single_thread(one_torch_thread):
+    """Every model test runs on one torch thread (see `one_torch_thread` in tests/conftest.py)."""
 
 
 def _fit(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
