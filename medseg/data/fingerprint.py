@@ -34,8 +34,9 @@ def ras_axis_order(image: Image) -> list[int]:
     return [int(np.flatnonzero(ornt[:, 0] == world_axis)[0]) for world_axis in range(3)]
 
 
-def _case_fingerprint(record: dict, rng: np.random.Generator) -> dict:
+def _case_fingerprint(record: dict, rng: np.random.Generator, label_names: dict[int, str]) -> dict:
     images, label = load_case_channels(record)
+    _check_label_values(label.array, record["label"], label_names)
     order = ras_axis_order(label)
     foreground = label.array > 0
     samples = []
@@ -52,6 +53,17 @@ def _case_fingerprint(record: dict, rng: np.random.Generator) -> dict:
         "samples": samples,
         "ndim": label.ndim,
     }
+
+
+def _check_label_values(labels: np.ndarray, path: str, label_names: dict[int, str]) -> None:
+    """InputError naming the label file when it holds values the dataset does not declare (or < 0)."""
+    values = np.unique(labels)
+    declared = sorted({0, *label_names})
+    unexpected = values[values < 0] if not label_names else np.setdiff1d(values, declared)
+    if unexpected.size:
+        shown = ", ".join(str(v) for v in unexpected[:10].tolist())
+        expected = f"the dataset declares {declared}" if label_names else "labels must be >= 0"
+        raise InputError(path, f"unexpected label value(s) {shown}; {expected}")
 
 
 def _intensity_statistics(values: np.ndarray) -> dict[str, float]:
@@ -73,7 +85,7 @@ def compute_fingerprint(dataset: Dataset, progress: bool = True) -> dict:
     """Measure `dataset` (loads every case once). Returns a JSON-friendly dict; see the module docstring."""
     rng = np.random.default_rng(SAMPLING_SEED)
     cases = [
-        _case_fingerprint(record, rng)
+        _case_fingerprint(record, rng, dataset.label_names)
         for record in tqdm(dataset.cases, desc="fingerprint", unit="case", disable=not progress)
     ]
     dims = {case["ndim"] for case in cases}

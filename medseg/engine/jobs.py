@@ -3,7 +3,8 @@
 A folder is searched at any depth: DICOM files are grouped into studies and series
 (`medseg.io.dicom.scan.scan_folder`), NIfTI/NRRD/MHA and PNG/JPEG files are jobs of their own, and every
 other file (non-image DICOM objects, DICOM SEGs, text) is listed as skipped with the reason. A series
-whose geometry cannot be read stays a job carrying its problem, so that it is reported as failed.
+whose geometry cannot be read, and a ``.dcm`` file that does not parse, stay jobs carrying their problem,
+so that they are reported as failed.
 
 Job keys are hashes of the SeriesInstanceUID (DICOM) or of the path relative to the input (files):
 output folders are named by them, never by patient data, and stay the same from one run to the next.
@@ -16,6 +17,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from medseg.errors import InputError
+from medseg.io.dicom.files import SkippedFile
 from medseg.io.dicom.scan import SeriesInfo, SeriesRules, rejection_reasons, scan_folder
 from medseg.io.png import is_png_file
 from medseg.io.reader import is_dicom_file
@@ -90,6 +93,11 @@ def _series_jobs(series: SeriesInfo, root: Path) -> list[Job]:
     ]
 
 
+def _broken_dicom(item: SkippedFile) -> bool:
+    """A ``.dcm`` file that does not parse: a failed input, where other unreadable files are skipped."""
+    return item.path.suffix.lower() == ".dcm" and item.reason.startswith(("not a DICOM file", "unreadable"))
+
+
 def discover(source: str | os.PathLike, rules: SeriesRules | None = None) -> Discovery:
     """Jobs under `source` (a folder of any depth, or one file) and the files left out, with reasons.
 
@@ -106,7 +114,7 @@ def discover(source: str | os.PathLike, rules: SeriesRules | None = None) -> Dis
     scan = scan_folder(source)
     jobs, skipped = [], []
     for series in scan.series:
-        if _is_radiograph(series):  # no slice geometry to check: only the modality rule applies
+        if series.problem:  # a radiograph (no slice geometry to check), or a series failing with its problem
             reasons = rejection_reasons(series, replace(rules, min_slices=0))
         else:
             reasons = rejection_reasons(series, rules)
@@ -116,9 +124,12 @@ def discover(source: str | os.PathLike, rules: SeriesRules | None = None) -> Dis
         else:
             jobs += _series_jobs(series, source)
     for item in scan.skipped:
+        label = _relative(item.path, source)
         if is_volume_file(item.path) or is_png_file(item.path):
-            label = _relative(item.path, source)
             jobs.append(Job(job_key(label), "file", label, [item.path]))
+        elif _broken_dicom(item):
+            problem = str(InputError(item.path, f"unreadable DICOM file ({item.reason})"))
+            jobs.append(Job(job_key(label), "dicom-image", label, [item.path], problem))
         else:
             skipped.append({"input": _relative(item.path, source), "reason": item.reason})
     jobs.sort(key=lambda job: job.key)

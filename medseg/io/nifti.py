@@ -15,7 +15,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from isal import igzip
+from nibabel.wrapstruct import WrapStructError
 
+from medseg.errors import InputError
 from medseg.io.image import ScalarImage
 
 #: File endings handled here.
@@ -33,20 +35,25 @@ def is_nifti_file(path: str | os.PathLike) -> bool:
 def read_nifti(path: str | os.PathLike) -> ScalarImage | None:
     """Read a plain 3D NIfTI-1 file, or return None when SimpleITK should read it (see the module docs).
 
-    Raises ValueError when the voxel data is cut short or corrupt (SimpleITK silently fills a truncated
-    .nii.gz with zeros).
+    Raises InputError (a ValueError) when the file is empty, the header is cut short, a voxel spacing is
+    zero or not finite, or the voxel data is cut short or corrupt (SimpleITK silently fills a truncated
+    .nii.gz with zeros and turns a zero spacing into 1 mm).
     """
     path = Path(path)
+    if path.stat().st_size == 0:
+        raise InputError(path, "cannot read as a volume (empty file)")
     opener = igzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as file:
         try:
-            header = nib.Nifti1Header.from_fileobj(file)
-        except EOFError:
-            raise ValueError(f"{path}: cannot read as a volume (file ends inside the header)") from None
+            header = nib.Nifti1Header.from_fileobj(file, check=False)  # checking sets a zero spacing to 1
+        except (EOFError, WrapStructError):
+            raise InputError(path, "cannot read as a volume (file ends inside the header)") from None
         except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, OSError):
             return None  # not NIfTI-1 (e.g. NIfTI-2) or not gzip: SimpleITK decides
-        affine = unambiguous_affine(header)
         shape, dtype = header.get_data_shape(), header.get_data_dtype()
+        _check_spacing(header, path, min(len(shape), 3))
+        header = nib.Nifti1Header(header.binaryblock, header.endianness, check=True)
+        affine = unambiguous_affine(header)
         if affine is None or len(shape) != 3 or dtype.kind not in NUMERIC_KINDS or _scaled(header):
             return None
         array = np.empty(shape, dtype=dtype, order="F")
@@ -54,14 +61,20 @@ def read_nifti(path: str | os.PathLike) -> ScalarImage | None:
             file.seek(int(header.get_data_offset()))
             read = file.readinto(memoryview(array.reshape(-1, order="F")).cast("B"))
         except (OSError, EOFError) as error:
-            raise ValueError(f"{path}: cannot read as a volume (corrupt voxel data: {error})") from None
+            raise InputError(path, f"cannot read as a volume (corrupt voxel data: {error})") from None
     if read != array.nbytes:
-        raise ValueError(
-            f"{path}: cannot read as a volume (voxel data truncated: {read} of {array.nbytes} bytes)"
+        raise InputError(
+            path, f"cannot read as a volume (voxel data truncated: {read} of {array.nbytes} bytes)"
         )
     if not dtype.isnative:
         array = array.astype(dtype.newbyteorder("="))
     return ScalarImage(array, affine)
+
+
+def _check_spacing(header: nib.Nifti1Header, path: Path, ndim: int) -> None:
+    spacing = [round(float(value), 6) for value in header["pixdim"][1 : ndim + 1]]
+    if not all(np.isfinite(spacing)) or 0 in spacing:
+        raise InputError(path, f"voxel spacing (pixdim) {spacing} has a zero or non-finite value")
 
 
 def unambiguous_affine(header: nib.Nifti1Header) -> np.ndarray | None:

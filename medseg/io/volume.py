@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from medseg.errors import InputError
@@ -34,9 +35,16 @@ def read_volume(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Ima
     try:
         image = read_nifti(path) if is_nifti_file(path) else None  # fast path; None: SimpleITK decides
         if image is None:
-            image = from_sitk(sitk.ReadImage(str(path)), ScalarImage)
-    except RuntimeError as error:
-        raise InputError(path, f"cannot read as a volume ({str(error).strip().splitlines()[-1]})") from None
+            image = _read_with_sitk(path)
+    except InputError:
+        raise
+    except ValueError as error:  # several components, degenerate or non-finite geometry
+        raise InputError(path, f"cannot use as an image ({error})") from None
+    if image.array.size == 0:
+        raise InputError(path, f"no voxels (shape {image.shape})")
+    if image.array.dtype.kind == "f" and not np.all(np.isfinite(image.array)):
+        count = int(np.count_nonzero(~np.isfinite(image.array)))
+        raise InputError(path, f"{count} voxel(s) are NaN or Inf")
     image.meta["source"] = path.name
     if kind is not LabelMap:
         return image
@@ -44,6 +52,18 @@ def read_volume(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Ima
         return as_label(image)
     except ValueError as error:
         raise InputError(path, str(error)) from None
+
+
+def _read_with_sitk(path: Path) -> Image:
+    try:
+        itk_image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise InputError(path, f"cannot read as a volume ({str(error).strip().splitlines()[-1]})") from None
+    if itk_image.GetDimension() > 3:
+        raise InputError(
+            path, f"{itk_image.GetDimension()}D image (size {itk_image.GetSize()}); expected a 2D or 3D image"
+        )
+    return from_sitk(itk_image, ScalarImage)
 
 
 def write_volume(image: Image, path: str | os.PathLike) -> Path:

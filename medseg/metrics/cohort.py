@@ -50,10 +50,17 @@ def read_class_names(path: str | os.PathLike) -> dict[int, str]:
 
 
 def read_mask(path: Path, threshold: float | None = None) -> LabelMap:
-    """A label map from any supported file; with `threshold`, label 1 where value > threshold."""
+    """A label map from any supported file; with `threshold`, label 1 where value > threshold.
+
+    Negative labels are an InputError naming the file."""
     mask = read_image(path, LabelMap)
     mask.meta["source"] = path.name
-    return binarize_mask(mask, threshold) if threshold is not None else mask
+    if threshold is not None:
+        return binarize_mask(mask, threshold)
+    if mask.array.dtype.kind == "i" and mask.array.min(initial=0) < 0:
+        negative = ", ".join(str(v) for v in np.unique(mask.array[mask.array < 0])[:10].tolist())
+        raise InputError(path, f"unexpected label value(s) {negative}; labels must be >= 0")
+    return mask
 
 
 def load_pair(pair: CasePair, resample: bool = False, threshold: float | None = None) -> tuple:

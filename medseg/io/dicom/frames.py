@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 
 from medseg.errors import GeometryError, InputError
-from medseg.io.dicom.values import integer, number, numbers, text
+from medseg.io.dicom.values import integer, number, numbers, text, values_of
 
 #: Largest deviation from 1 of |row x column| for ImageOrientationPatient to count as orthonormal.
 UNIT_TOLERANCE = 1e-3
@@ -69,13 +69,16 @@ def is_enhanced(ds: pydicom.Dataset) -> bool:
 
 
 def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
-    """The frames of one dataset, with their geometry; raises GeometryError when it is missing."""
-    frames = integer(ds, "NumberOfFrames", 1)
-    if is_enhanced(ds):
-        return [_enhanced_frame(ds, path, i) for i in range(frames)]
-    if frames > 1:
-        raise InputError(path, "multi-frame image without functional groups: frame positions are unknown")
-    return [_frame(ds, ds, ds, ds, path, 0, ds)]
+    """The frames of one dataset, with their geometry; raises GeometryError when it is missing.
+
+    A header value that is not a finite number is an InputError naming the file."""
+    with values_of(path):
+        frames = integer(ds, "NumberOfFrames", 1)
+        if is_enhanced(ds):
+            return [_enhanced_frame(ds, path, i) for i in range(frames)]
+        if frames > 1:
+            raise InputError(path, "multi-frame image without functional groups: frame positions are unknown")
+        return [_frame(ds, ds, ds, ds, path, 0, ds)]
 
 
 def _frame(
@@ -102,9 +105,13 @@ def _frame(
             raise GeometryError(where, f"no {name}: the slice cannot be placed in the patient")
         if len(value) != size:
             raise GeometryError(where, f"{name} has {len(value)} values instead of {size}")
+    if min(spacing) <= 0:
+        raise GeometryError(where, f"PixelSpacing {spacing} must be positive")
     iop = np.array(iop)
     if abs(np.linalg.norm(cross(iop[:3], iop[3:])) - 1.0) > UNIT_TOLERANCE:
-        raise GeometryError(where, f"ImageOrientationPatient {list(iop)} is not two orthogonal unit vectors")
+        raise GeometryError(
+            where, f"ImageOrientationPatient {iop.tolist()} is not two orthogonal unit vectors"
+        )
     if temporal_position is None:
         temporal_position = integer(ds, "TemporalPositionIdentifier")
     return Frame(

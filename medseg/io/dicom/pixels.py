@@ -16,7 +16,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from medseg.errors import InputError
-from medseg.io.dicom.values import integer, text
+from medseg.io.dicom.values import integer, text, values_of
 
 #: Bits per stored value that we read (1-bit data is for masks and overlays, not images).
 SUPPORTED_BITS_ALLOCATED = (8, 16, 32)
@@ -30,14 +30,22 @@ def transfer_syntax(ds: pydicom.Dataset) -> UID:
 
 
 def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
-    """Raise InputError (naming the file and the syntax) when the pixel data cannot be decoded here."""
+    """Raise InputError (naming the file and the problem) when the pixel data cannot be decoded here."""
+    with values_of(path):
+        _check_decodable(ds, path)
+
+
+def _check_decodable(ds: pydicom.Dataset, path: Path) -> None:
     if integer(ds, "SamplesPerPixel", 1) != 1:
         raise InputError(path, f"colour images ({text(ds, 'PhotometricInterpretation')}) are not supported")
     bits = integer(ds, "BitsAllocated")
     if bits not in SUPPORTED_BITS_ALLOCATED:
         raise InputError(path, f"BitsAllocated {bits} is not supported")
     syntax = transfer_syntax(ds)
+    if not syntax.is_transfer_syntax:
+        raise InputError(path, f"unknown transfer syntax {syntax or '(none given)'}")
     if not syntax.is_compressed:
+        check_native_length(ds, path)
         return
     try:
         available = get_decoder(syntax).is_available
@@ -45,6 +53,27 @@ def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
         available = False
     if not available:
         raise InputError(path, f"no decoder installed for transfer syntax {syntax.name} ({syntax})")
+
+
+def check_native_length(ds: pydicom.Dataset, path: Path) -> None:
+    """Raise InputError unless uncompressed pixel data holds the bytes that the header promises.
+
+    Checked before any array is allocated, so a header promising huge dimensions costs nothing.
+    """
+    element = ds.get_item(PIXEL_DATA_TAG, keep_deferred=True)
+    if element is None:
+        raise InputError(path, "no pixel data")
+    rows, columns = integer(ds, "Rows", 0), integer(ds, "Columns", 0)
+    frames, bits = integer(ds, "NumberOfFrames", 1) or 1, integer(ds, "BitsAllocated")
+    promised = rows * columns * frames * bits // 8
+    held = element.length if isinstance(element, RawDataElement) else len(element.value or b"")
+    grid = f"{rows} x {columns} x {frames} frame(s) x {bits} bits = {promised} bytes"
+    if held < promised:
+        raise InputError(path, f"pixel data is truncated: the header promises {grid}, the file holds {held}")
+    if held > promised + 1:  # one pad byte makes an odd length even
+        raise InputError(
+            path, f"pixel data holds {held} bytes but the header promises {grid} (wrong BitsAllocated?)"
+        )
 
 
 def stored_dtype(ds: pydicom.Dataset) -> np.dtype:

@@ -8,12 +8,18 @@ pydicom's own value for elements that were already converted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import struct
+from collections.abc import Iterator
+from pathlib import Path
 
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
+
+from medseg.errors import InputError
 
 #: Value representations stored as backslash-separated ASCII text.
 TEXT_VRS = {"DS", "IS", "UI", "CS", "SH", "LO", "AE", "AS", "DA", "TM", "DT"}
@@ -51,16 +57,26 @@ def _element(ds: pydicom.Dataset, keyword: str) -> tuple[str, object] | None:
 
 
 def numbers(ds: pydicom.Dataset, keyword: str) -> list[float] | None:
-    """All values of a numeric element (DS, IS, US...) as floats, or None when absent or empty."""
+    """All values of a numeric element (DS, IS, US...) as floats, or None when absent or empty.
+
+    Raises ValueError (naming the element) for text that is not a number, NaN or Inf."""
     found = _element(ds, keyword)
     if found is None:
         return None
     value = found[1]
     if isinstance(value, str):
-        return [float(part) for part in value.split("\\")]
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return [float(v) for v in value]
-    return [float(value)]
+        parts = value.split("\\")
+    elif isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        parts = list(value)
+    else:
+        parts = [value]
+    try:
+        result = [float(part) for part in parts]
+    except (TypeError, ValueError):
+        raise ValueError(f"{keyword} {value!r} is not a number") from None
+    if not all(math.isfinite(v) for v in result):
+        raise ValueError(f"{keyword} {value!r} is not finite")
+    return result
 
 
 def number(ds: pydicom.Dataset, keyword: str, default: float | None = None) -> float | None:
@@ -79,3 +95,14 @@ def text(ds: pydicom.Dataset, keyword: str) -> str:
     """An ASCII element (UI, CS...) as a string, "" when absent."""
     found = _element(ds, keyword)
     return "" if found is None else str(found[1])
+
+
+@contextlib.contextmanager
+def values_of(path: Path | str) -> Iterator[None]:
+    """Report a header value that does not parse (`numbers` raises ValueError) as an InputError on `path`."""
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as error:
+        raise InputError(path, str(error)) from None
