@@ -10,6 +10,9 @@ step (a ``_target_`` component) calls `train`; ``inference.json`` calls `infer`;
     python -m monai.bundle run --config_file B/configs/train.json --bundle_root B --dataset_dir DATA
     medseg train --bundle B --dataset_dir DATA
 
+Bundle configs can evaluate Python expressions, so medseg reads only the bundles that ship with it
+(`SHIPPED_BUNDLES`) unless told to trust another one (``--trust-bundle``; `require_trust`).
+
 The data directory is the single key ``dataset_dir`` in both. medseg reads a bundle's config with MONAI's
 `ConfigParser` (`read_config`) and takes the ``training`` mapping from it, so command-line overrides
 (``--set epochs=2``) apply to the same keys that the JSON sets.
@@ -36,17 +39,40 @@ from medseg.utils.atomic import atomic_path, write_text_atomic
 CONFIGS_DIR = "configs"
 TRAIN_CONFIG = "train.json"
 METADATA = "metadata.json"
+#: The bundles that ship with medseg (``bundles/`` in the repository); any other needs an explicit trust.
+SHIPPED_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+#: The command-line flag that trusts a bundle from elsewhere.
+TRUST_FLAG = "--trust-bundle"
 #: Config keys every bundle's train.json defines.
 TRAINING_KEY, MODEL_FILE_KEY, DATASET_KEY, ROOT_KEY = "training", "model_file", "dataset_dir", "bundle_root"
 
 
-def read_config(bundle: str | os.PathLike, name: str = TRAIN_CONFIG, **overrides: Any) -> ConfigParser:
+def is_bundle(folder: str | os.PathLike) -> bool:
+    """True for a folder in MONAI's bundle layout (it has a ``configs`` folder)."""
+    return (Path(folder) / CONFIGS_DIR).is_dir()
+
+
+def require_trust(bundle: str | os.PathLike, trusted: bool) -> None:
+    """Refuse a bundle that did not ship with medseg unless `trusted`: its configs can run Python code."""
+    if trusted or Path(bundle).resolve().is_relative_to(SHIPPED_BUNDLES):
+        return
+    raise InputError(
+        bundle,
+        "this bundle did not ship with medseg, and bundle configs can run Python code; "
+        f"if you trust whoever wrote it, pass {TRUST_FLAG}",
+    )
+
+
+def read_config(
+    bundle: str | os.PathLike, name: str = TRAIN_CONFIG, trusted: bool = False, **overrides: Any
+) -> ConfigParser:
     """The bundle's ``configs/<name>`` with its metadata, ``bundle_root`` set to `bundle`, and `overrides`.
 
     Overrides use MONAI ids (``dataset_dir``, ``training#epochs``). Values are not evaluated until
-    ``get_parsed_content`` is called.
+    ``get_parsed_content`` is called. A bundle from elsewhere than `SHIPPED_BUNDLES` needs `trusted`.
     """
     bundle = Path(bundle)
+    require_trust(bundle, trusted)
     path = bundle / CONFIGS_DIR / name
     if not path.is_file():
         raise InputError(path, "not found; a bundle holds configs/train.json and configs/inference.json")
@@ -61,14 +87,17 @@ def read_config(bundle: str | os.PathLike, name: str = TRAIN_CONFIG, **overrides
 
 
 def training_config(
-    bundle: str | os.PathLike, dataset_dir: str | None = None, overrides: dict[str, Any] | None = None
+    bundle: str | os.PathLike,
+    dataset_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    trusted: bool = False,
 ) -> tuple[RunConfig, Path]:
     """The checked `RunConfig` of a bundle's train.json and the path its best checkpoint is published to.
 
     `overrides` are `RunConfig` keys (as ``medseg train --set`` gives them), applied after the bundle's
-    expressions are evaluated.
+    expressions are evaluated. A bundle from elsewhere than `SHIPPED_BUNDLES` needs `trusted`.
     """
-    parser = read_config(bundle, **{DATASET_KEY: dataset_dir})
+    parser = read_config(bundle, trusted=trusted, **{DATASET_KEY: dataset_dir})
     for key in (TRAINING_KEY, MODEL_FILE_KEY):
         if key not in parser:
             raise ConfigError(f"{bundle}/{CONFIGS_DIR}/{TRAIN_CONFIG} has no {key!r} key")

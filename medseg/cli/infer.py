@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint(s) or model folder(s) with models/*.pt; several are ensembled",
     )
     parser.add_argument(
+        "--trust-bundle",
+        action="store_true",
+        help="allow a model folder that is a bundle not shipped with medseg (bundle configs can run code)",
+    )
+    parser.add_argument(
         "--out",
         "-o",
         type=Path,
@@ -112,6 +117,7 @@ def _device(requested: str, local_rank: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.bundle import is_bundle, require_trust
     from medseg.engine.batch import RunOptions, exit_status, run_batch
     from medseg.engine.inference import load_ensemble
     from medseg.engine.jobs import discover
@@ -119,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     from medseg.errors import InputError
     from medseg.io.dicom.scan import SeriesRules
 
+    for source in args.model:
+        if source.is_dir() and is_bundle(source):
+            require_trust(source, args.trust_bundle)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = _device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     ensemble = load_ensemble(args.model, device).to(device, args.channels_last)

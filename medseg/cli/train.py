@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset_dir", "--dataset-dir", dest="dataset_dir", help="the bundle's data (its dataset_dir key)"
     )
+    parser.add_argument(
+        "--trust-bundle",
+        action="store_true",
+        help="allow a bundle that did not ship with medseg (its configs can run Python code)",
+    )
     parser.add_argument("--fold", type=int, help="cross-validation fold (overrides the config)")
     parser.add_argument("--output", help="run folder (overrides the config)")
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")
@@ -71,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bundle is not None:
         from medseg.bundle import training_config
 
-        config, model_file = training_config(args.bundle, args.dataset_dir, overrides_from(args))
+        config, model_file = training_config(
+            args.bundle, args.dataset_dir, overrides_from(args), trusted=args.trust_bundle
+        )
     else:
         config: RunConfig = load_config(args.config, overrides_from(args))
     if args.check:

@@ -87,7 +87,15 @@ def hippocampus_bundles(tmp_path_factory, hippocampus_tiny: Path) -> tuple[Path,
         "--args_file",
         str(args_file),
     )
-    medseg_cli("train", "--bundle", by_medseg, "--dataset_dir", hippocampus_tiny, *medseg_sets(name))
+    medseg_cli(
+        "train",
+        "--trust-bundle",
+        "--bundle",
+        by_medseg,
+        "--dataset_dir",
+        hippocampus_tiny,
+        *medseg_sets(name),
+    )
     return by_monai, by_medseg
 
 
@@ -122,7 +130,7 @@ def test_both_entry_points_segment_the_same(hippocampus_bundles, hippocampus_tin
         "--output_dir",
         str(tmp_path / "monai"),
     )
-    medseg_cli("infer", image, "--model", by_medseg, "--out", tmp_path / "medseg")
+    medseg_cli("infer", image, "--trust-bundle", "--model", by_medseg, "--out", tmp_path / "medseg")
     source = nib.load(image)
     masks = [nib.load(only_mask(tmp_path / entry)) for entry in ("monai", "medseg")]
     for mask in masks:
@@ -150,12 +158,13 @@ def test_evaluate_config_reproduces_the_validation(hippocampus_bundles, hippocam
 
 def test_train_bundle_errors_are_one_line(hippocampus_tiny: Path, tmp_path: Path, capsys):
     bundle = copy_bundle("hippocampus_mri_3d", tmp_path)
+    trusted = ["train", "--trust-bundle", "--bundle", str(bundle)]
     missing = tmp_path / "no_such_dataset"
-    assert medseg_main(["train", "--bundle", str(bundle), "--dataset_dir", str(missing), "--check"]) != 0
+    assert medseg_main([*trusted, "--dataset_dir", str(missing), "--check"]) != 0
     assert str(missing) in capsys.readouterr().err
-    assert medseg_main(["train", "--bundle", str(bundle), "--set", "epoch=1", "--check"]) != 0
+    assert medseg_main([*trusted, "--set", "epoch=1", "--check"]) != 0
     assert "did you mean 'epochs'" in capsys.readouterr().err
-    assert medseg_main(["train", "--bundle", str(tmp_path)]) != 0
+    assert medseg_main(["train", "--trust-bundle", "--bundle", str(tmp_path)]) != 0
     assert "configs/train.json" in capsys.readouterr().err
     assert medseg_main(["train", str(bundle / "configs" / "train.json"), "--bundle", str(bundle)]) != 0
     assert "either a CONFIG file or --bundle" in capsys.readouterr().err
@@ -168,14 +177,14 @@ def train_and_segment(name: str, dataset: Path, image: Path, root: Path) -> tupl
     """Train bundle `name` for one tiny epoch with ``medseg train --bundle``, then segment `image` with
     the bundle's inference.json (`monai.bundle.run`) and with ``medseg infer``; return the case outputs."""
     bundle = copy_bundle(name, root)
-    medseg_cli("train", "--bundle", bundle, "--dataset_dir", dataset, *medseg_sets(name))
+    medseg_cli("train", "--trust-bundle", "--bundle", bundle, "--dataset_dir", dataset, *medseg_sets(name))
     monai_run(
         config_file=str(bundle / "configs" / "inference.json"),
         bundle_root=str(bundle),
         dataset_dir=str(image),
         output_dir=str(root / "by_monai"),
     )
-    medseg_cli("infer", image, "--model", bundle, "--out", root / "by_medseg")
+    medseg_cli("infer", image, "--trust-bundle", "--model", bundle, "--out", root / "by_medseg")
     return bundle, [only_mask(root / entry).parent for entry in ("by_monai", "by_medseg")]
 
 
