@@ -85,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     select.add_argument("--modality", action="append", default=[], help="only DICOM series of this modality")
     select.add_argument("--no-seg", action="store_true", help="do not write DICOM SEG files")
     select.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
+    select.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="DICOM SEGs name the patient ANON-<output folder> instead of copying the source's identity",
+    )
     select.add_argument("--force", action="store_true", help="redo inputs whose results already exist")
     select.add_argument("--progress", action="store_true", help="show a progress bar over windows")
 
@@ -152,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(
         write_seg=not args.no_seg,
         write_overlays=not args.no_overlays,
+        anonymize=args.anonymize,
         force=args.force,
         rank=rank,
         world_size=world_size,

@@ -3,7 +3,8 @@
 For each `medseg.engine.jobs.Job` the runner writes, into ``OUT/<job key>/``:
 
 * ``mask.nii.gz``: the labels on the exact source grid;
-* ``seg.dcm``: a DICOM SEG referencing the source instances (DICOM inputs only);
+* ``seg.dcm``: a DICOM SEG referencing the source instances (DICOM inputs only), with the source's
+  patient module, or with ``anonymize`` a pseudonym (``ANON-<job key>``) instead;
 * ``overlays/*.png``: pictures for a reader (`medseg.report.overlay.write_overlays`) and
   ``report.html``, the same with the structure table on one page (`medseg.report.study`);
 * ``result.json``, written last: per structure its volume (mL) and lesion count, source UIDs, grid.
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 RESULT_NAME = "result.json"
 SUMMARY_NAME = "summary.json"
+#: With anonymisation, a SEG's PatientName and PatientID are this and the job key (not patient data).
+PSEUDONYM_PREFIX = "ANON-"
 #: Exit status of a run in which some inputs failed (0: every input done or skipped).
 EXIT_SOME_FAILED = 3
 
@@ -54,6 +57,7 @@ class RunOptions:
 
     write_seg: bool = True
     write_overlays: bool = True
+    anonymize: bool = False  # exported DICOM carries a pseudonym instead of the patient's identity
     force: bool = False
     rank: int = 0
     world_size: int = 1
@@ -93,14 +97,21 @@ def model_name(ensemble: Ensemble) -> str:
 
 
 def _write_seg(
-    job: Job, image: ScalarImage, labels: LabelMap, out: Path, ensemble: Ensemble
+    job: Job, image: ScalarImage, labels: LabelMap, out: Path, ensemble: Ensemble, anonymize: bool
 ) -> dict[int, int]:
     from medseg.io.seg_writer import read_source_headers, write_seg  # highdicom: slow import
 
     uids = image.meta["sop_instance_uids"] if job.kind == "dicom-series" else None
     headers = read_source_headers(job.files, uids)
+    pseudonym = f"{PSEUDONYM_PREFIX}{job.key}" if anonymize else None
     return write_seg(
-        labels, headers, out / "seg.dcm", ensemble.class_names, model_name(ensemble), medseg.__version__
+        labels,
+        headers,
+        out / "seg.dcm",
+        ensemble.class_names,
+        model_name(ensemble),
+        medseg.__version__,
+        pseudonym,
     )
 
 
@@ -123,7 +134,7 @@ def segment_job(
     outputs = ["mask.nii.gz"]
     segments = {}
     if options.write_seg and job.kind.startswith("dicom"):
-        segments = _write_seg(job, image, labels, out, ensemble)
+        segments = _write_seg(job, image, labels, out, ensemble, options.anonymize)
         outputs.append("seg.dcm")
     if options.write_overlays:
         overlays = write_overlays(image, labels, out / "overlays", ensemble.class_names)
@@ -156,6 +167,7 @@ def segment_job(
             for k, v in asdict(options.postprocessing).items()
         },
         "outputs": outputs,
+        "anonymized": options.anonymize,
         "seconds": round(time.perf_counter() - start, 2),
     }
     write_text_atomic(out / RESULT_NAME, json.dumps(result, indent=2, default=_json_default) + "\n")

@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 
 import medseg
 from medseg.errors import GeometryError, InputError
+from medseg.io.dicom.anonymize import anonymize
 from medseg.io.dicom.frames import sop_instance_uid
 from medseg.io.image import LabelMap
 from medseg.utils.atomic import atomic_path
@@ -145,10 +146,13 @@ def write_seg(
     class_names: dict[int, str],
     algorithm_name: str,
     algorithm_version: str,
+    pseudonym: str | None = None,
 ) -> dict[int, int]:
     """Write `labels` (on the source grid, slice k = ``sources[k]``) as a DICOM SEG at `path`.
 
-    Returns ``{segment number: class value}``.
+    The SEG copies the source's patient and study modules, as the standard requires; with `pseudonym`
+    the patient is replaced by it (`medseg.io.dicom.anonymize.anonymize`). Returns
+    ``{segment number: class value}``.
     """
     classes = sorted(value for value in class_names if value > 0)
     segment_of = np.zeros(max(max(classes, default=0), int(labels.array.max())) + 1, dtype=np.uint16)
@@ -186,6 +190,8 @@ def write_seg(
         series_description=SERIES_DESCRIPTION,
         omit_empty_frames=False,
     )
+    if pseudonym is not None:
+        anonymize(seg, pseudonym)
     with atomic_path(path) as temporary:
         seg.save_as(temporary)
     return {number: value for number, value in enumerate(classes, start=1)}
