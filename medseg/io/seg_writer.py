@@ -22,7 +22,7 @@ from pydicom.uid import generate_uid
 
 import medseg
 from medseg.errors import GeometryError, InputError
-from medseg.io.dicom.anonymize import anonymize
+from medseg.io.dicom.anonymize import EMPTIED, anonymize
 from medseg.io.dicom.frames import sop_instance_uid
 from medseg.io.image import LabelMap
 from medseg.utils.atomic import atomic_path
@@ -51,17 +51,7 @@ IGNORED_WORDS = {"left", "right", "l", "r", "the", "of", "and"}
 #: British spellings in class names -> the SNOMED CT keyword spelling.
 SPELLINGS = {"oesophagus": "esophagus", "haemorrhage": "hemorrhage", "oedema": "edema"}
 #: Patient and study attributes the SEG copies from its source (type 2: present, possibly empty).
-EMPTY_ALLOWED = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "StudyID",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-)
+EMPTY_ALLOWED = ("PatientName", "PatientID", *EMPTIED)
 SERIES_NUMBER = 900
 MANUFACTURER = "medseg"
 

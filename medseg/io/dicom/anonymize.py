@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pydicom
 
-#: Type 2 attributes (present, may be empty) that identify the patient or the visit: emptied.
+#: Type 2 attributes (present, may be empty) of a SEG's patient and study modules that identify the
+#: patient or the visit: emptied (PatientName and PatientID, also type 2, get the pseudonym).
 EMPTIED = (
     "PatientBirthDate",
     "PatientSex",
