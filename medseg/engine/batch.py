@@ -11,9 +11,11 @@ For each `medseg.engine.jobs.Job` the runner writes, into ``OUT/<job key>/``:
 
 One failing image is recorded with its reason and the others go on; a folder whose ``result.json``
 exists is skipped (delete it, or pass ``force``, to redo it). Every file is written under a temporary
-name and renamed. ``OUT/summary.json`` lists every job as done, skipped or failed. With several
-processes (``RANK``/``WORLD_SIZE``, e.g. under ``torchrun``) each takes every WORLD_SIZE-th job, writes
-``summary.rank-<r>-of-<w>.json``, and whichever finishes last merges the parts into ``summary.json``.
+name and renamed, so a run killed at any point (even SIGKILL) leaves only complete files; run it again
+and it redoes the unfinished images, clearing the temporaries the killed run left. ``OUT/summary.json``
+lists every job as done, skipped or failed. With several processes (``RANK``/``WORLD_SIZE``, e.g. under
+``torchrun``) each takes every WORLD_SIZE-th job, writes ``summary.rank-<r>-of-<w>.json``, and whichever
+finishes last merges the parts into ``summary.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from medseg.io.dicom import read_series
 from medseg.io.image import Image, LabelMap, ScalarImage
 from medseg.io.reader import read_image
 from medseg.io.volume import write_volume
-from medseg.utils.atomic import atomic_path, write_text_atomic
+from medseg.utils.atomic import atomic_path, remove_temporaries, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +208,8 @@ def run_batch(
             records.append({**record, "status": "skipped", "reason": "result exists from an earlier run"})
             logger.info("[%d/%d] %s: already done", number, len(mine), job.key)
             continue
+        if out.is_dir():
+            remove_temporaries(out)  # left by a process killed while writing this job's files
         try:
             result = segment_job(job, ensemble, settings, options, out)
         except (Exception, MemoryError) as error:  # one bad input must not stop the batch

@@ -39,7 +39,7 @@ from medseg.engine.run_log import RunLog
 from medseg.engine.state import capture_rng, restore_rng, seed_everything
 from medseg.engine.validation import validate
 from medseg.errors import ConfigError
-from medseg.utils.atomic import write_text_atomic
+from medseg.utils.atomic import remove_temporaries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +310,12 @@ def fit(config: RunConfig, resume: bool = False, on_step: StepCallback | None = 
             trainer.folder.mkdir(parents=True, exist_ok=True)
             save_config(config, trainer.folder / "config.yaml")
             save_plan(experiment.plan, trainer.folder / "plans.json")
-        if resume:
+        if resume and (trainer.folder / LAST).is_file():
+            if context.is_main:
+                remove_temporaries(trainer.folder)  # left by a run killed while saving
             trainer.resume()
+        elif resume:
+            log.info("no %s yet in %s: starting from the beginning", LAST, trainer.folder)
         distributed.barrier(context)
         return trainer.run(on_step)
     finally:

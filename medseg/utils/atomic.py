@@ -1,4 +1,7 @@
-"""Write files so that nothing half-written is ever visible: temporary name first, then rename."""
+"""Write files so that nothing half-written is ever visible: temporary name first, then rename.
+
+A process killed mid-write (SIGKILL) leaves a hidden temporary file, never a partial final one;
+`remove_temporaries` clears those when the work is taken up again."""
 
 from __future__ import annotations
 
@@ -7,6 +10,9 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+#: Temporary names `atomic_path` uses: ``.<final name>.<8 hex digits>.tmp<suffix>``.
+TEMPORARY_PATTERN = ".*.*.tmp*"
 
 
 def _full_suffix(path: Path) -> str:
@@ -35,3 +41,14 @@ def write_text_atomic(final: str | os.PathLike, text: str) -> Path:
     with atomic_path(final) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return Path(final)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files a killed process left in `folder` (any depth); return how many.
+
+    Only for a folder that no other process is writing to at the same time.
+    """
+    stale = [path for path in Path(folder).rglob(TEMPORARY_PATTERN) if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)

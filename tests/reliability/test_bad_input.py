@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import medseg
 from corpus import CASES, Case, reference_mask
 from infer_models import save_threshold_checkpoint
 
@@ -73,11 +72,12 @@ def batch(tmp_path_factory) -> tuple[Path, Path, Path]:
     return root, model, out
 
 
-def test_a_batch_goes_on_records_every_case_and_exits_3(batch):
+def test_a_batch_goes_on_records_every_case_and_exits_3(batch, zygote):
     root, model, out = batch
-    run = medseg("infer", root, "--model", model, "--out", out, "--no-seg", "--no-overlays")
-    assert run.returncode == EXIT_SOME_FAILED, run.stderr
-    assert "Traceback" not in run.stdout + run.stderr
+    args = ["infer", root, "--model", model, "--out", out, "--no-seg", "--no-overlays"]
+    status, output = zygote.run(args, out.parent / "batch.log")
+    assert status == EXIT_SOME_FAILED, output
+    assert "Traceback" not in output and "failed:" in output
     items = json.loads((out / "summary.json").read_text())["items"]
     for number, case in enumerate(IMAGE_CASES):
         prefix = f"{number:02d}_{_slug(case)}"
@@ -93,9 +93,10 @@ def test_a_batch_goes_on_records_every_case_and_exits_3(batch):
     assert [item["status"] for item in good] == ["done"]
 
 
-def test_debug_shows_the_traceback_of_a_failed_input(batch, tmp_path):
+def test_debug_shows_the_traceback_of_a_failed_input(batch, zygote, tmp_path):
     root, model, _ = batch
     broken = next(root.glob("*_bitsallocated_12"))
-    run = medseg("--debug", "infer", broken, "--model", model, "--out", tmp_path, "--no-seg", "--no-overlays")
-    assert run.returncode == EXIT_SOME_FAILED
-    assert "Traceback" in run.stderr and "BitsAllocated 12 is not supported" in run.stderr
+    args = ["--debug", "infer", broken, "--model", model, "--out", tmp_path, "--no-seg", "--no-overlays"]
+    status, output = zygote.run(args, tmp_path / "debug.log")
+    assert status == EXIT_SOME_FAILED
+    assert "Traceback" in output and "BitsAllocated 12 is not supported" in output
