@@ -24,6 +24,8 @@ from medseg.io.image import ScalarImage
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: Largest difference (mm, or direction cosine) between qform and sform still taken as agreement.
 FORM_TOLERANCE = 1e-4
+#: Magic strings of NIfTI-1 headers (single file, header and image pair).
+NIFTI1_MAGIC = (b"n+1", b"ni1")
 #: Voxel kinds read here: signed/unsigned integers and floats (not RGB, complex or bool).
 NUMERIC_KINDS = "iuf"
 
@@ -50,9 +52,14 @@ def read_nifti(path: str | os.PathLike) -> ScalarImage | None:
             raise InputError(path, "cannot read as a volume (file ends inside the header)") from None
         except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, OSError):
             return None  # not NIfTI-1 (e.g. NIfTI-2) or not gzip: SimpleITK decides
+        if header["magic"].item() not in NIFTI1_MAGIC:
+            return None
+        _check_spacing(header, path, min(len(header.get_data_shape()), 3))
+        try:
+            header = nib.Nifti1Header(header.binaryblock, header.endianness, check=True)
+        except nib.spatialimages.HeaderDataError:
+            return None  # a header nibabel cannot fix: SimpleITK decides
         shape, dtype = header.get_data_shape(), header.get_data_dtype()
-        _check_spacing(header, path, min(len(shape), 3))
-        header = nib.Nifti1Header(header.binaryblock, header.endianness, check=True)
         affine = unambiguous_affine(header)
         if affine is None or len(shape) != 3 or dtype.kind not in NUMERIC_KINDS or _scaled(header):
             return None

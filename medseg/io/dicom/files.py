@@ -68,8 +68,13 @@ def read_dataset(path: Path, pixels: bool) -> pydicom.Dataset | SkippedFile:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
         return SkippedFile(path, "not a DICOM file")
-    except (OSError, ValueError, EOFError, KeyError, TypeError) as error:
-        return SkippedFile(path, f"unreadable DICOM ({type(error).__name__}: {error})")
+    except Exception as error:  # pydicom raises many types for broken files (found by fuzzing)
+        return SkippedFile(path, f"unreadable DICOM ({type(error).__name__}: {_first_line(error)})")
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def read_datasets(paths: Sequence[Path], pixels: bool) -> list[pydicom.Dataset | SkippedFile]:

@@ -102,6 +102,9 @@ def assemble(frames: Sequence[Frame], repair: Collection[str] = (), time_point: 
 
 
 def _check_consistent(frames: Sequence[Frame]) -> None:
+    for frame in frames:
+        if not np.all(np.isfinite(frame.position)):
+            raise GeometryError(frame.where, f"ImagePositionPatient {frame.position.tolist()} is not finite")
     reference = frames[0]
     for frame in frames[1:]:
         if (frame.rows, frame.columns) != (reference.rows, reference.columns):

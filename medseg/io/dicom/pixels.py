@@ -20,6 +20,8 @@ from medseg.io.dicom.values import integer, text, values_of
 
 #: Bits per stored value that we read (1-bit data is for masks and overlays, not images).
 SUPPORTED_BITS_ALLOCATED = (8, 16, 32)
+#: Image Pixel module attributes without which stored values cannot be read.
+REQUIRED = ("Rows", "Columns", "BitsAllocated", "PixelRepresentation")
 #: (7FE0,0010) Pixel Data.
 PIXEL_DATA_TAG = 0x7FE00010
 
@@ -36,6 +38,9 @@ def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
 
 
 def _check_decodable(ds: pydicom.Dataset, path: Path) -> None:
+    for keyword in REQUIRED:
+        if integer(ds, keyword) is None:
+            raise InputError(path, f"no {keyword}: the pixel data cannot be decoded")
     if integer(ds, "SamplesPerPixel", 1) != 1:
         raise InputError(path, f"colour images ({text(ds, 'PhotometricInterpretation')}) are not supported")
     bits = integer(ds, "BitsAllocated")
@@ -128,8 +133,8 @@ def stored_frames(ds: pydicom.Dataset, path: Path) -> np.ndarray:
 
 
 def _native(ds: pydicom.Dataset, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    bits = int(ds.BitsAllocated)
-    signed = int(ds.PixelRepresentation) == 1
+    bits = integer(ds, "BitsAllocated")
+    signed = integer(ds, "PixelRepresentation") == 1
     dtype = stored_dtype(ds)
     if transfer_syntax(ds) == ExplicitVRBigEndian:
         dtype = dtype.newbyteorder(">")
@@ -138,7 +143,7 @@ def _native(ds: pydicom.Dataset, path: Path, shape: tuple[int, int, int]) -> np.
     if len(buffer) < count * dtype.itemsize:
         raise InputError(path, f"pixel data is truncated ({len(buffer)} bytes for {shape} x {bits} bits)")
     array = np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
-    return _keep_stored_bits(array, int(ds.get("BitsStored", bits)), signed)
+    return _keep_stored_bits(array, integer(ds, "BitsStored", bits), signed)
 
 
 def _keep_stored_bits(array: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:

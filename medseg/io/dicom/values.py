@@ -44,9 +44,11 @@ def _element(ds: pydicom.Dataset, keyword: str) -> tuple[str, object] | None:
     if isinstance(element, RawDataElement):
         vr = element.VR or dictionary_VR(tag)
         if vr in BINARY_VRS:
-            order = "<" if element.is_little_endian else ">"
-            count = len(element.value) // struct.calcsize(BINARY_VRS[vr])
-            return vr, list(struct.unpack(f"{order}{count}{BINARY_VRS[vr]}", element.value))
+            order, size = "<" if element.is_little_endian else ">", struct.calcsize(BINARY_VRS[vr])
+            count = len(element.value) // size  # a value cut short (truncated file) keeps whole numbers only
+            if count == 0:
+                return None
+            return vr, list(struct.unpack(f"{order}{count}{BINARY_VRS[vr]}", element.value[: count * size]))
         if vr in TEXT_VRS:
             text = element.value.decode("ascii", errors="replace").strip(" \x00")
             return (vr, text) if text else None
