@@ -146,7 +146,7 @@ def infer(
     output_dir: str,
     overlap: float = 0.5,
     tta: bool = False,
-    precision: str = "bf16",
+    precision: str = "auto",
     largest_component: list[int] | None = None,
     write_seg: bool = True,
     write_overlays: bool = True,

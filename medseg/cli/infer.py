@@ -53,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     windows.add_argument(
         "--precision",
-        choices=("bf16", "fp16", "fp32"),
-        default="bf16",
-        help="autocast (default: %(default)s)",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        default="auto",
+        help="autocast (default: %(default)s: bf16 on GPUs and on CPUs with native bf16, else fp32)",
     )
     windows.add_argument(
         "--accumulate",

@@ -43,7 +43,12 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", "-o", type=Path, required=True, help="results folder (one sub-folder per study)"
     )
     parser.add_argument("--state", type=Path, default=None, help=f"state file (default: OUT/{STATE_NAME})")
-    parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16", help="autocast")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        default="auto",
+        help="autocast (default: %(default)s)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     parser.add_argument(

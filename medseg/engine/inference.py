@@ -26,7 +26,8 @@ from medseg.data.planner import Plan
 from medseg.data.presets import inverse, normalizer, preprocessing
 from medseg.data.transforms import PerChanneld
 from medseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from medseg.engine.sliding_window import PRECISIONS, WindowSettings, segment
+from medseg.engine.precision import DTYPES
+from medseg.engine.sliding_window import WindowSettings, segment
 from medseg.errors import ConfigError, GeometryError, InputError
 from medseg.io.image import LabelMap, ScalarImage
 
@@ -132,7 +133,7 @@ class Ensemble:
         meta = dict(tensor.meta)
         trace = MetaTensor(torch.zeros(1), meta=meta, applied_operations=tensor.applied_operations)
         # The network sees its input in the autocast type anyway: store the volume in it (half the bytes).
-        voxels = tensor.as_tensor().to(PRECISIONS[settings.precision] or torch.float32)
+        voxels = tensor.as_tensor().to(DTYPES[settings.precision] or torch.float32)
         del tensor
         labels = segment(self.networks, voxels, settings, progress)
         del voxels
@@ -195,7 +196,7 @@ def predict_labels(
     roi_size: Sequence[int],
     overlap: float = 0.5,
     sw_batch_size: int = SW_BATCH_SIZE,
-    mixed_precision: bool = True,
+    precision: str = "auto",
     device: str = "cpu",
 ) -> LabelMap:
     """Segment `image` on its own grid with one in-memory model and a normalisation function.
@@ -208,7 +209,7 @@ def predict_labels(
         roi_size=tuple(roi_size),
         overlap=overlap,
         batch_size=sw_batch_size,
-        precision="bf16" if mixed_precision else "fp32",
+        precision=precision,
         device=device,
     )
     labels = segment([model], tensor, settings)

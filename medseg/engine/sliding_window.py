@@ -22,10 +22,9 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from medseg.engine.precision import CHOICES, DTYPES, auto_precision
 from medseg.errors import ConfigError
 
-#: Forward-pass precisions (autocast dtype; None runs in float32).
-PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 #: Stitching buffer types.
 ACCUMULATORS = {"fp16": torch.float16, "fp32": torch.float32}
 #: Gaussian sigma as a share of the window size (nnU-Net and MONAI use 1/8).
@@ -43,7 +42,8 @@ class WindowSettings:
     batch_size: int = 4
     #: Spatial axes (0 = first array axis) mirrored for test-time augmentation; every subset is run.
     mirror_axes: tuple[int, ...] = ()
-    precision: str = "bf16"
+    #: Autocast of the forward pass: bf16, fp16, fp32, or auto (`medseg.engine.precision.auto_precision`).
+    precision: str = "auto"
     accumulate: str = "fp16"
     #: Channels-last memory format for the network input (helps convolutions on recent GPUs).
     channels_last: bool = False
@@ -54,8 +54,10 @@ class WindowSettings:
             raise ConfigError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.batch_size < 1:
             raise ConfigError(f"window batch size must be at least 1, got {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if self.precision not in CHOICES:
+            raise ConfigError(f"precision {self.precision!r}; use one of {', '.join(CHOICES)}")
+        if self.precision == "auto":
+            object.__setattr__(self, "precision", auto_precision(self.device))
         if self.accumulate not in ACCUMULATORS:
             raise ConfigError(f"accumulate {self.accumulate!r}; use one of {', '.join(ACCUMULATORS)}")
         if any(axis < 0 or axis >= len(self.roi_size) for axis in self.mirror_axes):
@@ -103,7 +105,7 @@ def window_scores(
     A single pass comes back in the autocast type (bf16: half the bytes of a many-class batch); a sum
     is float32.
     """
-    dtype = PRECISIONS[settings.precision]
+    dtype = DTYPES[settings.precision]
     device_type = torch.device(settings.device).type
     if settings.channels_last and batch.ndim in (4, 5):
         batch = batch.contiguous(
@@ -197,7 +199,7 @@ def segment(
         flush(batch[0][-1])
         windows = [tuple(slice(s, s + r) for s, r in zip(start, roi, strict=True)) for start in batch]
         inputs = torch.stack([padded[(slice(None), *window)] for window in windows]).to(settings.device)
-        if PRECISIONS[settings.precision] is None:
+        if DTYPES[settings.precision] is None:
             inputs = inputs.float()  # fp32 runs without autocast: the image may be stored in half precision
         scores = window_scores(networks, inputs, settings)
         if not buffer.numel():

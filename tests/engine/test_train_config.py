@@ -10,10 +10,12 @@ import yaml
 from train_fixtures import hippocampus_manifest, tiny_config
 
 from medseg.cli.main import main
+from medseg.engine import precision
 from medseg.engine.checkpoint import load_checkpoint
 from medseg.engine.config import RunConfig, config_from_dict, load_config
 from medseg.engine.experiment import prepare
 from medseg.engine.precision import resolve_precision
+from medseg.engine.sliding_window import WindowSettings
 from medseg.engine.trainer import fit
 from medseg.errors import ConfigError, InputError
 
@@ -108,11 +110,16 @@ def test_cli_prints_one_line_errors_and_checks_a_good_config(manifest, tmp_path,
     assert "--set expects KEY=VALUE" in capsys.readouterr().err
 
 
-def test_precision_fp16_needs_a_gpu_and_auto_is_bf16_on_the_cpu():
+def test_precision_fp16_needs_a_gpu_and_auto_is_bf16_only_on_cpus_that_run_it_natively(monkeypatch):
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
         resolve_precision("fp16", "cpu")
-    assert resolve_precision("auto", "cpu").name == "bf16"
     assert not resolve_precision("bf16", "cpu").needs_scaler
+    expected = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    assert resolve_precision("auto", "cpu").name == expected
+    for native, name in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda native=native: native)
+        assert resolve_precision("auto", "cpu").name == name
+        assert WindowSettings((8, 8)).precision == name
 
 
 @pytest.mark.gpu

@@ -54,11 +54,11 @@ def test_short_run_raises_validation_dice_well_above_the_untrained_model(trained
     seed_everything(config.seed, deterministic=False)
     untrained = experiment.model_config.build()  # the same initial weights the run started from
     cases = list(validation_dataset(experiment.val_records, experiment.plan))
-    bf16 = resolve_precision("bf16", "cpu")
-    before = validate(untrained, cases, experiment.class_names, experiment.patch_size, 0.25, bf16)
+    precision = resolve_precision(config.precision, "cpu")
+    before = validate(untrained, cases, experiment.class_names, experiment.patch_size, 0.25, precision)
     state = load_checkpoint(config.output_dir / "best.pt")
     after = validate(
-        model_from_checkpoint(state), cases, experiment.class_names, experiment.patch_size, 0.25, bf16
+        model_from_checkpoint(state), cases, experiment.class_names, experiment.patch_size, 0.25, precision
     )
     assert after["mean_dice"] == pytest.approx(summary["best_mean_dice"], abs=1e-6)
     # 60 steps of a tiny network: from ~0.05 (chance) to ~0.3; both structures are found

@@ -41,7 +41,7 @@ def tiny_config(manifest: Path, output: Path, **changes: Any) -> dict[str, Any]:
         "batch_size": 2,
         "epochs": 2,
         "steps_per_epoch": 3,
-        "precision": "bf16",
+        "precision": "auto",
         "progress": False,
         "seed": 3,
         "threads": 1,
