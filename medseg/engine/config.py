@@ -114,6 +114,8 @@ class RunConfig:
     #: CPU threads for torch (None = torch's default, one per core). On a CPU shared with other jobs, 1
     #: avoids threads spinning while they wait for each other (measured here: up to 30x faster steps).
     threads: int | None = None
+    #: Channels-last memory format for the network and its inputs: faster convolutions on recent GPUs,
+    #: and 10-20% faster 3D training steps on this project's AVX2 CPU.
     channels_last: bool = True
     compile: bool = False
     progress: bool = True

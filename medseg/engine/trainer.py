@@ -69,7 +69,7 @@ class Trainer:
         self.precision: Precision = resolve_precision(config.precision, device)
         self.gpu = device.startswith("cuda")
         model = experiment.model_config.build().to(device)
-        if self.gpu and config.channels_last:
+        if config.channels_last:
             model = model.to(memory_format=self._memory_format())
         self.model = model
         self.network = distributed.wrap(model, context, device)
@@ -156,7 +156,7 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         image = batch["image"].to(self.device, non_blocking=True)
         label = batch["label"].to(self.device, non_blocking=True)
-        if self.gpu and self.config.channels_last:
+        if self.config.channels_last:
             image = image.contiguous(memory_format=self._memory_format())
         self.optimizer.zero_grad(set_to_none=True)
         with self.precision.autocast():
