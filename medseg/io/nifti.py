@@ -26,6 +26,9 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 FORM_TOLERANCE = 1e-4
 #: Magic strings of NIfTI-1 headers (single file, header and image pair).
 NIFTI1_MAGIC = (b"n+1", b"ni1")
+#: Deflate never expands data more than about 1032 times: a .gz file cannot hold more than this many
+#: bytes per byte of its own size.
+DEFLATE_MAX_RATIO = 1100
 #: Voxel kinds read here: signed/unsigned integers and floats (not RGB, complex or bool).
 NUMERIC_KINDS = "iuf"
 
@@ -60,6 +63,7 @@ def read_nifti(path: str | os.PathLike) -> ScalarImage | None:
         except nib.spatialimages.HeaderDataError:
             return None  # a header nibabel cannot fix: SimpleITK decides
         shape, dtype = header.get_data_shape(), header.get_data_dtype()
+        _check_size(header, path, opener is igzip.open)
         affine = unambiguous_affine(header)
         if affine is None or len(shape) != 3 or dtype.kind not in NUMERIC_KINDS or _scaled(header):
             return None
@@ -76,6 +80,20 @@ def read_nifti(path: str | os.PathLike) -> ScalarImage | None:
     if not dtype.isnative:
         array = array.astype(dtype.newbyteorder("="))
     return ScalarImage(array, affine)
+
+
+def _check_size(header: nib.Nifti1Header, path: Path, compressed: bool) -> None:
+    """Refuse a header promising more voxel bytes than the file can hold, before allocating them."""
+    promised = int(np.prod(header.get_data_shape(), dtype=np.float64)) * header.get_data_dtype().itemsize
+    size = path.stat().st_size
+    room = size * DEFLATE_MAX_RATIO if compressed else size - int(header.get_data_offset())
+    if promised > room:
+        raise InputError(
+            path,
+            f"cannot read as a volume (voxel data truncated: the header promises "
+            f"{header.get_data_shape()} x {header.get_data_dtype()} = {promised} bytes, "
+            f"the file holds at most {max(room, 0)})",
+        )
 
 
 def _check_spacing(header: nib.Nifti1Header, path: Path, ndim: int) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from medseg.errors import InputError
+from medseg.errors import GeometryError, InputError
 from medseg.io.dicom.files import list_files, read_datasets, split_images
 from medseg.io.dicom.frames import Frame, frames_of
 from medseg.io.dicom.geometry import Stack, assemble
@@ -66,7 +66,10 @@ def read_series(
         array = uniform_spacing(array, stack)
     first = images[0][1]
     meta = _meta(first, stack, array.shape[0], len(skipped))
-    return ScalarImage(array.transpose(2, 1, 0), LPS_TO_RAS @ stack.affine_lps, meta)
+    try:
+        return ScalarImage(array.transpose(2, 1, 0), LPS_TO_RAS @ stack.affine_lps, meta)
+    except ValueError as error:  # e.g. a PixelSpacing of 1e-300: positive, but no volume
+        raise GeometryError(stack.frames[0].where, f"the slices do not form a grid ({error})") from None
 
 
 def _one_series(

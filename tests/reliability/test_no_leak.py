@@ -1,0 +1,48 @@
+"""A CI-sized leak check of batch inference: after a warm-up, segmenting more studies (every output on)
+leaves no Python or numpy memory behind. The 200-study RSS profile is `medseg bench reliability`."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from pathlib import Path
+
+from dicom_factory import ct_image, write_series
+from infer_models import THRESHOLD_HU, save_threshold_checkpoint
+
+from medseg.engine.batch import RunOptions, run_batch
+from medseg.engine.inference import load_ensemble
+from medseg.engine.jobs import discover
+
+WARMUP, MEASURED = 2, 8
+#: Studies of 64x64x16 voxels: 128 kB of int16, so leaking any per-study array would show.
+SHAPE = (64, 64, 16)
+#: Largest memory the measured studies may leave allocated: 64 kB a study (the summary records stay).
+ALLOWED_GROWTH_BYTES = MEASURED * 64 * 1024
+
+
+def _studies(folder: Path, count: int, first_seed: int) -> Path:
+    for number in range(count):
+        image = ct_image(SHAPE, seed=first_seed + number)
+        image.array[10:30, 10:30, 4:10] = THRESHOLD_HU + 200
+        write_series(image, folder / f"study_{number}")
+    return folder
+
+
+def test_more_studies_leave_no_memory_behind(tmp_path: Path, one_torch_thread):
+    ensemble = load_ensemble([save_threshold_checkpoint(tmp_path / "m.pt", 3, [1.0, 1.0, 2.5], [16, 16, 8])])
+    settings = ensemble.settings(precision="fp32")
+    warmup = discover(_studies(tmp_path / "warmup", WARMUP, 0))
+    measured = discover(_studies(tmp_path / "measured", MEASURED, 100))
+    run_batch(warmup, ensemble, settings, tmp_path / "out_warmup", RunOptions())
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        summary = run_batch(measured, ensemble, settings, tmp_path / "out", RunOptions())
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert summary["counts"]["done"] == MEASURED
+    assert growth < ALLOWED_GROWTH_BYTES, f"{growth / 1024:.0f} kB left after {MEASURED} studies"
