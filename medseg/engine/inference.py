@@ -84,14 +84,10 @@ class Ensemble:
         values.update({key: value for key, value in overrides.items() if value is not None})
         return WindowSettings(**values)
 
-    def to(self, device: str, channels_last: bool = False) -> Ensemble:
-        """Move the networks to `device` (optionally in channels-last memory format)."""
+    def to(self, device: str) -> Ensemble:
+        """Move the networks to `device`."""
         for network in self.networks:
             network.to(device)
-            if channels_last:
-                network.to(
-                    memory_format=torch.channels_last_3d if self.plan.dim == 3 else torch.channels_last
-                )
         return self
 
     def _preprocess(self, pipeline: Compose, image: ScalarImage) -> MetaTensor:
