@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from medseg.engine.precision import cpu_has_fast_bf16
+
 
 def best_time(function: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
     """Smallest wall time in seconds of `repeats` calls, after `warmup` untimed calls."""
@@ -29,6 +31,8 @@ def machine() -> dict[str, object]:
     """What the figures were measured on."""
     info: dict[str, object] = {
         "date": datetime.date.today().isoformat(),
+        "cpu": platform.processor() or _cpu_model(),
+        "native_bf16": cpu_has_fast_bf16(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -38,6 +42,15 @@ def machine() -> dict[str, object]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
 
 
 def emit(name: str, rows: list[dict[str, object]], json_out: str | None) -> None:

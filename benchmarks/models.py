@@ -43,7 +43,13 @@ def step(model: torch.nn.Module, x: torch.Tensor, backward: bool, bf16: bool) ->
 
 
 def measure(
-    name: str, dims: int, batch: int, size: int, repeats: int, device: torch.device
+    name: str,
+    dims: int,
+    batch: int,
+    size: int,
+    repeats: int,
+    device: torch.device,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
 ) -> dict[str, object]:
     options = {"img_size": size} if name == "unetr" else {}
     model = create_model(name, dims, IN_CHANNELS, OUT_CHANNELS, **options).to(device)
@@ -52,16 +58,18 @@ def measure(
     times = {}
     for backward in (False, True):
         model.train(backward)
-        for bf16 in (False, True):
-            key = f"{'fwd+bwd' if backward else 'fwd'} {'bf16' if bf16 else 'fp32'}"
-            times[key] = best_time(step(model, x, backward, bf16), repeats)
+        for precision in precisions:
+            key = f"{'fwd+bwd' if backward else 'fwd'} {precision}"
+            times[key] = best_time(step(model, x, backward, precision == "bf16"), repeats)
             row[f"{key} samples/s"] = batch / times[key]
-    row["bf16_speedup fwd"] = times["fwd fp32"] / times["fwd bf16"]
-    row["bf16_speedup fwd+bwd"] = times["fwd+bwd fp32"] / times["fwd+bwd bf16"]
-    model.eval()
-    padded = torch.randn(batch, IN_CHANNELS, *model.padded_shape(x.shape[2:]), device=device)
-    bare = best_time(step(model.network, padded, backward=False, bf16=False), repeats)
-    row["wrapper_overhead"] = times["fwd fp32"] / bare
+    if set(precisions) == {"fp32", "bf16"}:
+        row["bf16_speedup fwd"] = times["fwd fp32"] / times["fwd bf16"]
+        row["bf16_speedup fwd+bwd"] = times["fwd+bwd fp32"] / times["fwd+bwd bf16"]
+    if "fwd fp32" in times:
+        model.eval()
+        padded = torch.randn(batch, IN_CHANNELS, *model.padded_shape(x.shape[2:]), device=device)
+        bare = best_time(step(model.network, padded, backward=False, bf16=False), repeats)
+        row["wrapper_overhead"] = times["fwd fp32"] / bare
     return row
 
 
@@ -74,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (best is kept)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids stalls on shared cores)")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,bf16",
+        help="comma-separated: fp32, bf16 or both (bf16 is emulated, and slow, on CPUs without native bf16)",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -84,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     for dims in (int(d) for d in args.dims.split(",")):
         batch, size = DEFAULT_SHAPES[dims]
         for name in args.models.split(","):
-            row = measure(name, dims, args.batch or batch, args.size or size, args.repeats, device)
+            row = measure(
+                name,
+                dims,
+                args.batch or batch,
+                args.size or size,
+                args.repeats,
+                device,
+                tuple(args.precisions.split(",")),
+            )
             rows.append(row)
             print(f"{name} {dims}D done", file=sys.stderr, flush=True)
     print(f"device: {device}, torch threads: {torch.get_num_threads()}")
