@@ -84,6 +84,7 @@ class Series:
     series_instance_uid: str
     modality: str
     number_of_instances: int | None
+    description: str = ""
 
     @classmethod
     def from_dataset(cls, ds: pydicom.Dataset) -> Series:
@@ -92,6 +93,7 @@ class Series:
             series_instance_uid=_text(ds, "SeriesInstanceUID"),
             modality=_text(ds, "Modality"),
             number_of_instances=None if count in (None, "") else int(count),
+            description=_text(ds, "SeriesDescription"),
         )
 
 

@@ -24,7 +24,7 @@ from medseg.pacs.config import PacsConfig
 ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)
 #: Study attributes asked for on top of QIDO-RS's defaults.
 STUDY_FIELDS = ("ModalitiesInStudy", "NumberOfStudyRelatedInstances")
-SERIES_FIELDS = ("NumberOfSeriesRelatedInstances",)
+SERIES_FIELDS = ("NumberOfSeriesRelatedInstances", "SeriesDescription")
 
 T = TypeVar("T")
 

@@ -124,6 +124,7 @@ class DimseClient(PacsClient):
         identifier.StudyInstanceUID = study_instance_uid
         identifier.SeriesInstanceUID = ""
         identifier.Modality = modality
+        identifier.SeriesDescription = ""
         identifier.NumberOfSeriesRelatedInstances = ""
         return [Series.from_dataset(ds) for ds in self._find(identifier, "C-FIND series")]
 

@@ -22,15 +22,19 @@ from medseg.engine.batch import RunOptions, run_batch
 from medseg.engine.inference import Ensemble
 from medseg.engine.jobs import discover
 from medseg.engine.sliding_window import WindowSettings
+from medseg.io import seg_writer
 from medseg.io.dicom.scan import SeriesRules
 from medseg.io.seg_writer import MANUFACTURER
+from medseg.pacs import capture
 from medseg.pacs.capture import write_captures
-from medseg.pacs.client import PacsClient, Study
+from medseg.pacs.client import PacsClient, Series, Study
 
 logger = logging.getLogger(__name__)
 
 #: Series modalities that hold no image to segment (results, reports, presentation states).
 NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "REG", "DOC"})
+#: Series descriptions of the results medseg stores back (SEG, overlay Secondary Captures): never inputs.
+RESULT_DESCRIPTIONS = frozenset({seg_writer.SERIES_DESCRIPTION, capture.SERIES_DESCRIPTION})
 SEG_NAME = "seg.dcm"
 
 
@@ -78,12 +82,19 @@ def _seg_identity(path: Path) -> set[tuple[str, str]]:
     return {(model, str(item.SeriesInstanceUID)) for item in ds.ReferencedSeriesSequence}
 
 
+def is_input_series(series: Series, modalities: tuple[str, ...] = ()) -> bool:
+    """True for an image series to segment: not a non-image object, not a result medseg stored back."""
+    if series.modality in NON_IMAGE_MODALITIES or series.description in RESULT_DESCRIPTIONS:
+        return False
+    return not modalities or series.modality in modalities
+
+
 def retrieve_study(client: PacsClient, study: Study, folder: Path, modalities: tuple[str, ...] = ()) -> int:
     """Retrieve the image series of `study` (of `modalities`, if given) into `folder`; return how many."""
     wanted = [
         series
         for series in client.find_series(study.study_instance_uid)
-        if series.modality not in NON_IMAGE_MODALITIES and (not modalities or series.modality in modalities)
+        if is_input_series(series, modalities)
     ]
     for number, series in enumerate(wanted, start=1):
         client.retrieve_series(

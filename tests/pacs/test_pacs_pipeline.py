@@ -25,8 +25,10 @@ from medseg.io.dicom import read_series
 from medseg.io.dicom.writer import SeriesIdentity, write_dicom_series
 from medseg.io.image import ScalarImage
 from medseg.io.seg import read_seg
-from medseg.pacs.client import PacsError, StudyQuery, connect, study_key
+from medseg.pacs.capture import SERIES_DESCRIPTION as OVERLAY_DESCRIPTION
+from medseg.pacs.client import PacsError, Series, StudyQuery, connect, study_key
 from medseg.pacs.config import PacsConfig
+from medseg.pacs.pipeline import is_input_series
 
 PATIENT = {"patient_name": "Doe^Jane", "patient_id": "PAT-31337", "patient_birth_date": "19700101"}
 SEEDS = {"dicomweb": 11, "dimse": 12}
@@ -97,6 +99,14 @@ def test_run_stores_one_seg_that_lines_up_with_the_study(
     for secret in secrets:
         assert secret not in caplog.text
         assert secret not in names
+
+
+def test_results_stored_back_are_never_inputs():
+    """medseg's overlay captures (modality OT) and SEGs on the PACS are not segmented again."""
+    ct, other = Series("1.2.3", "CT", 40, "ABDOMEN"), Series("1.2.4", "OT", 2, "scanned form")
+    overlay = Series("1.2.5", "OT", 2, OVERLAY_DESCRIPTION)
+    assert is_input_series(ct) and is_input_series(other) and not is_input_series(overlay)
+    assert not is_input_series(Series("1.2.6", "SEG", 1, "any")) and not is_input_series(other, ("CT",))
 
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
