@@ -39,8 +39,10 @@ from medseg.utils.atomic import atomic_path, write_text_atomic
 CONFIGS_DIR = "configs"
 TRAIN_CONFIG = "train.json"
 METADATA = "metadata.json"
-#: The bundles that ship with medseg (``bundles/`` in the repository); any other needs an explicit trust.
+#: Where the bundles that ship with medseg live (``bundles/`` in the repository).
 SHIPPED_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+#: The bundles medseg ships; any other folder, even one dropped into `SHIPPED_BUNDLES`, needs trust.
+SHIPPED_NAMES = ("abdomen_ct_3d", "hippocampus_deeplab_3d", "hippocampus_mri_3d", "lung_cxr_2d")
 #: The command-line flag that trusts a bundle from elsewhere.
 TRUST_FLAG = "--trust-bundle"
 #: Config keys every bundle's train.json defines.
@@ -54,7 +56,7 @@ def is_bundle(folder: str | os.PathLike) -> bool:
 
 def require_trust(bundle: str | os.PathLike, trusted: bool) -> None:
     """Refuse a bundle that did not ship with medseg unless `trusted`: its configs can run Python code."""
-    if trusted or Path(bundle).resolve().is_relative_to(SHIPPED_BUNDLES):
+    if trusted or Path(bundle).resolve() in {SHIPPED_BUNDLES / name for name in SHIPPED_NAMES}:
         return
     raise InputError(
         bundle,

@@ -95,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="DICOM SEGs name the patient ANON-<output folder> instead of copying the source's identity",
     )
+    select.add_argument(
+        "--uncertainty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write uncertainty.nii.gz (entropy of the mean softmax) and show it in report.html "
+        "(default: on with --tta or several models, whose disagreement it shows)",
+    )
     select.add_argument("--force", action="store_true", help="redo inputs whose results already exist")
     select.add_argument("--progress", action="store_true", help="show a progress bar over windows")
 
@@ -163,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
         write_seg=not args.no_seg,
         write_overlays=not args.no_overlays,
         anonymize=args.anonymize,
+        uncertainty=args.uncertainty
+        if args.uncertainty is not None
+        else bool(settings.mirror_axes) or len(ensemble.networks) > 1,
         force=args.force,
         rank=rank,
         world_size=world_size,

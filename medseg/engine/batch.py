@@ -7,6 +7,8 @@ For each `medseg.engine.jobs.Job` the runner writes, into ``OUT/<job key>/``:
   patient module, or with ``anonymize`` a pseudonym (``ANON-<job key>``) instead;
 * ``overlays/*.png``: pictures for a reader (`medseg.report.overlay.write_overlays`) and
   ``report.html``, the same with the structure table on one page (`medseg.report.study`);
+* with ``uncertainty``, ``uncertainty.nii.gz``: the normalised entropy (0..1) of the mean softmax over
+  the ensemble's members and mirrored copies, on the source grid, also drawn in ``report.html``;
 * ``result.json``, written last: per structure its volume (mL) and lesion count, source UIDs, grid.
 
 One failing image is recorded with its reason and the others go on; a folder whose ``result.json``
@@ -46,6 +48,7 @@ from medseg.utils.atomic import atomic_path, remove_temporaries, write_text_atom
 logger = logging.getLogger(__name__)
 
 RESULT_NAME = "result.json"
+UNCERTAINTY_NAME = "uncertainty.nii.gz"
 SUMMARY_NAME = "summary.json"
 #: With anonymisation, a SEG's PatientName and PatientID are this and the job key (not patient data).
 PSEUDONYM_PREFIX = "ANON-"
@@ -60,6 +63,7 @@ class RunOptions:
     write_seg: bool = True
     write_overlays: bool = True
     anonymize: bool = False  # exported DICOM carries a pseudonym instead of the patient's identity
+    uncertainty: bool = False  # write the entropy map and show it in the report
     force: bool = False
     rank: int = 0
     world_size: int = 1
@@ -129,11 +133,19 @@ def segment_job(
     if job.problem:
         raise MedsegError(job.problem)
     image = read_job_image(job)
-    labels = ensemble.predict(image, settings, options.progress)
+    uncertainty = None
+    if options.uncertainty:
+        labels, uncertainty = ensemble.predict_with_uncertainty(image, settings, options.progress)
+    else:
+        labels = ensemble.predict(image, settings, options.progress)
     labels = postprocess(labels, options.postprocessing)
     with atomic_path(out / "mask.nii.gz") as temporary:
         write_volume(labels, temporary)
     outputs = ["mask.nii.gz"]
+    if uncertainty is not None:
+        with atomic_path(out / UNCERTAINTY_NAME) as temporary:
+            write_volume(uncertainty, temporary)
+        outputs.append(UNCERTAINTY_NAME)
     segments = {}
     if options.write_seg and job.kind.startswith("dicom"):
         segments = _write_seg(job, image, labels, out, ensemble, options.anonymize)
@@ -148,6 +160,7 @@ def segment_job(
             ensemble.class_names,
             model_name=model_name(ensemble),
             model_version=medseg.__version__,
+            uncertainty=uncertainty,
         )
         outputs.append("report.html")
     result = {
@@ -158,6 +171,7 @@ def segment_job(
         "grid": _grid(image),
         "structures": structure_stats(labels, ensemble.class_names),
         "seg_segments": {str(number): ensemble.class_names[value] for number, value in segments.items()},
+        "uncertainty": None if uncertainty is None else uncertainty_stats(uncertainty, labels, ensemble),
         "model": {
             "checkpoints": [path.name for path in ensemble.sources],
             "class_names": {str(k): v for k, v in ensemble.class_names.items()},
@@ -174,6 +188,23 @@ def segment_job(
     }
     write_text_atomic(out / RESULT_NAME, json.dumps(result, indent=2, default=_json_default) + "\n")
     return result
+
+
+def uncertainty_stats(uncertainty: ScalarImage, labels: LabelMap, ensemble: Ensemble) -> dict[str, Any]:
+    """Mean normalised entropy over the image and inside each structure found (for triage)."""
+    by_structure = {
+        ensemble.class_names.get(int(value), str(value)): round(
+            float(uncertainty.array[labels.array == value].mean()), 4
+        )
+        for value in np.unique(labels.array)
+        if value > 0
+    }
+    return {
+        "file": UNCERTAINTY_NAME,
+        "measure": "normalised entropy of the mean softmax (0: certain, 1: uniform)",
+        "mean": round(float(uncertainty.array.mean()), 4),
+        "mean_in_structure": by_structure,
+    }
 
 
 def _json_default(value: Any) -> Any:

@@ -5,6 +5,8 @@
 `Ensemble.predict(image)` preprocesses the image as the plan says (`medseg.data.presets`), segments it
 with `medseg.engine.sliding_window.segment` (the members' scores summed), inverts every spatial step
 with nearest-neighbour interpolation and checks that the labels land exactly on the image's grid.
+`Ensemble.predict_with_uncertainty` also returns the entropy of the members' (and mirrored copies')
+mean softmax on the same grid.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from medseg.data.presets import inverse, normalizer, preprocessing
 from medseg.data.transforms import PerChanneld
 from medseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medseg.engine.precision import DTYPES
-from medseg.engine.sliding_window import WindowSettings, segment
+from medseg.engine.sliding_window import WindowSettings, segment, segment_with_uncertainty
 from medseg.errors import ConfigError, GeometryError, InputError
 from medseg.io.image import LabelMap, ScalarImage
 
@@ -117,7 +119,25 @@ class Ensemble:
         self, image: ScalarImage, settings: WindowSettings | None = None, progress: bool = False
     ) -> LabelMap:
         """Labels for `image` on its own grid (same shape and affine)."""
-        settings = settings or self.settings()
+        labels, _ = self._predict(image, settings or self.settings(), progress, uncertainty=False)
+        return labels
+
+    def predict_with_uncertainty(
+        self, image: ScalarImage, settings: WindowSettings | None = None, progress: bool = False
+    ) -> tuple[LabelMap, ScalarImage]:
+        """`predict`'s labels and a per-voxel uncertainty map on the same grid.
+
+        The map is the normalised entropy (0..1) of the mean softmax over the ensemble's members and
+        the mirrored copies of test-time augmentation (`medseg.engine.sliding_window`), brought back
+        onto the image grid with linear interpolation.
+        """
+        labels, entropy = self._predict(image, settings or self.settings(), progress, uncertainty=True)
+        assert entropy is not None
+        return labels, entropy
+
+    def _predict(
+        self, image: ScalarImage, settings: WindowSettings, progress: bool, uncertainty: bool
+    ) -> tuple[LabelMap, ScalarImage | None]:
         source = image.meta.get("source")
         if image.ndim != self.plan.dim:
             raise InputError(source, f"the model is {self.plan.dim}D, the image {image.ndim}D {image.shape}")
@@ -131,19 +151,41 @@ class Ensemble:
         # The network sees its input in the autocast type anyway: store the volume in it (half the bytes).
         voxels = tensor.as_tensor().to(DTYPES[settings.precision] or torch.float32)
         del tensor
-        labels = segment(self.networks, voxels, settings, progress)
+        entropy = None
+        if uncertainty:
+            labels, entropy = segment_with_uncertainty(self.networks, voxels, settings, progress)
+        else:
+            labels = segment(self.networks, voxels, settings, progress)
         del voxels
-        pred = MetaTensor(labels[None], meta=dict(meta))
-        restored = inverse(pipeline)({"image": trace, "pred": pred})["pred"]
+        restored = self._to_source_grid(pipeline, trace, meta, labels, image, nearest=True)
+        label_map = LabelMap(restored.to(labels.dtype).numpy(), image.affine.copy(), {"source": source or ""})
+        if entropy is None:
+            return label_map, None
+        restored = self._to_source_grid(pipeline, trace, meta, entropy.float(), image, nearest=False)
+        entropy_map = ScalarImage(restored.clamp(0, 1).numpy(), image.affine.copy(), {"source": source or ""})
+        return label_map, entropy_map
+
+    @staticmethod
+    def _to_source_grid(
+        pipeline: Compose,
+        trace: MetaTensor,
+        meta: dict[str, Any],
+        volume: torch.Tensor,
+        image: ScalarImage,
+        nearest: bool,
+    ) -> torch.Tensor:
+        """`volume` on the preprocessed grid inverted onto `image`'s grid, checked to land exactly on it."""
+        pred = MetaTensor(volume[None], meta=dict(meta))
+        restored = inverse(pipeline, nearest=nearest)({"image": trace, "pred": pred})["pred"]
         affine = np.asarray(restored.affine.cpu().numpy(), dtype=np.float64)
         if tuple(restored.shape[1:]) != image.shape or not np.allclose(
             to_affine_nd(3, affine), image.affine, atol=GRID_TOLERANCE_MM
         ):
             raise GeometryError(
-                source, "labels did not return onto the image grid after inverting the preprocessing"
+                image.meta.get("source"),
+                "labels did not return onto the image grid after inverting the preprocessing",
             )
-        array = restored[0].as_tensor().to(labels.dtype).numpy()  # nearest-neighbour: whole numbers
-        return LabelMap(array, image.affine.copy(), {"source": source or ""})
+        return restored[0].as_tensor()  # for labels (nearest-neighbour): whole numbers
 
 
 def _metatensor_view(image: ScalarImage) -> MetaTensor:

@@ -135,7 +135,7 @@ def augmentations(dim: int, options: AugmentationConfig) -> list[Transform]:
 def random_transforms(
     dim: int, patch_size: Sequence[int], foreground_fraction: float, options: AugmentationConfig
 ) -> Compose:
-    """Sample one patch from a cached case and augment it."""
+    """Sample one patch from a cached case and augment it; plain tensors out (see below)."""
     crop = RandCropByPosNegLabeld(
         KEYS,
         label_key="label",
@@ -146,7 +146,11 @@ def random_transforms(
         fg_indices_key=FG_KEY,
         bg_indices_key=BG_KEY,
     )
-    return Compose([crop, SelectItemsd(KEYS), *augmentations(dim, options)])
+    # MONAI's random transforms return MetaTensors; batches of them make every operation of the network
+    # pay MetaTensor's bookkeeping (about 15% of a 3D U-Net step on the CPU), so the patch leaves as a tensor.
+    return Compose(
+        [crop, SelectItemsd(KEYS), *augmentations(dim, options), EnsureTyped(KEYS, track_meta=False)]
+    )
 
 
 def training_dataset(

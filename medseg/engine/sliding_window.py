@@ -10,6 +10,11 @@ digits of a logit sum.
 
 Every score is a sum (over overlapping windows, ensemble members and mirrored copies): the argmax of a
 sum is the argmax of the mean, so no count map and no division are needed.
+
+`segment_with_uncertainty` also stitches each pass's softmax probabilities the same way and returns the
+normalised predictive entropy of their mean, H(p̄) / log(classes) in [0, 1]: 0 where every member and
+mirrored copy is sure of one class, 1 where the mean is uniform. With test-time mirroring or an
+ensemble it grows where the passes disagree, which is what a reader wants to see.
 """
 
 from __future__ import annotations
@@ -99,12 +104,15 @@ def _batches(starts: list[tuple[int, ...]], size: int) -> Iterator[list[tuple[in
 
 @torch.no_grad()
 def window_scores(
-    networks: Sequence[torch.nn.Module], batch: torch.Tensor, settings: WindowSettings
-) -> torch.Tensor:
+    networks: Sequence[torch.nn.Module],
+    batch: torch.Tensor,
+    settings: WindowSettings,
+    probabilities: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class scores of a batch of windows summed over all networks and mirrored copies.
 
     A single pass comes back in the autocast type (bf16: half the bytes of a many-class batch); a sum
-    is float32.
+    is float32. With `probabilities`, the sum of every pass's softmax (float32) comes second, else None.
     """
     dtype = DTYPES[settings.precision]
     device_type = torch.device(settings.device).type
@@ -112,6 +120,7 @@ def window_scores(
         batch = batch.contiguous(memory_format=_channels_last(batch.ndim))
     passes = [(network, flips) for network in networks for flips in mirror_sets(settings.mirror_axes)]
     total: torch.Tensor | None = None
+    softmax_sum: torch.Tensor | None = None
     for network, flips in passes:
         dims = [axis + 2 for axis in flips]
         inputs = batch.flip(dims) if dims else batch
@@ -119,11 +128,14 @@ def window_scores(
             scores = network(inputs)
         if dims:
             scores = scores.flip(dims)
+        if probabilities:
+            softmax = torch.softmax(scores.float(), dim=1)
+            softmax_sum = softmax if softmax_sum is None else softmax_sum.add_(softmax)
         if len(passes) == 1:
-            return scores
+            return scores, softmax_sum
         total = scores.float() if total is None else total.add_(scores)
     assert total is not None
-    return total
+    return total, softmax_sum
 
 
 def _channels_last(ndim: int) -> torch.memory_format:
@@ -158,6 +170,14 @@ def _argmax(scores: torch.Tensor) -> torch.Tensor:
     return index
 
 
+def _entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """Normalised entropy (0..1, float16) over the first axis of summed, weighted probabilities."""
+    total = probabilities.float()
+    total = total / total.sum(dim=0, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    entropy = -(total * total.clamp_min(1e-12).log()).sum(dim=0)
+    return (entropy / math.log(probabilities.shape[0])).clamp_(0, 1).to(torch.float16)
+
+
 @torch.no_grad()
 def segment(
     networks: Sequence[torch.nn.Module],
@@ -169,6 +189,31 @@ def segment(
 
     `networks` are in eval mode on ``settings.device`` and map (B, C, *roi) to (B, classes, *roi).
     """
+    labels, _ = _stitch(networks, image, settings, progress, uncertainty=False)
+    return labels
+
+
+@torch.no_grad()
+def segment_with_uncertainty(
+    networks: Sequence[torch.nn.Module],
+    image: torch.Tensor,
+    settings: WindowSettings,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`segment`'s labels and the normalised predictive entropy (float16, 0..1) of every voxel."""
+    labels, entropy = _stitch(networks, image, settings, progress, uncertainty=True)
+    assert entropy is not None
+    return labels, entropy
+
+
+def _stitch(
+    networks: Sequence[torch.nn.Module],
+    image: torch.Tensor,
+    settings: WindowSettings,
+    progress: bool,
+    uncertainty: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Labels (and, with `uncertainty`, entropy) of `image`, slab by slab (see the module docstring)."""
     roi = tuple(settings.roi_size)
     if image.ndim != len(roi) + 1:
         raise ConfigError(f"window {roi} does not fit an image of shape {tuple(image.shape)} (channel first)")
@@ -187,19 +232,23 @@ def segment(
     # Weights in the buffer's type: a same-type multiply-add is several times faster on a CPU than a
     # mixed-type one, and the product needs no float32 temporary.
     weights = gaussian_weights(roi).to(settings.device, ACCUMULATORS[settings.accumulate])
-    buffer = labels = torch.empty(0)  # allocated when the first scores tell the number of classes
-    base = 0  # first slice held in the buffer
+    # Allocated when the first scores tell the number of classes; `softmaxes` only with `uncertainty`.
+    buffer = softmaxes = labels = entropy = torch.empty(0)
+    base = 0  # first slice held in the buffers
 
     def flush(until: int) -> None:
-        """Write the argmax of slices [base, until) and move the buffer on."""
+        """Write the argmax (and entropy) of slices [base, until) and move the buffers on."""
         nonlocal base
         done = until - base
         if done <= 0:
             return
         labels[..., base:until] = _argmax(buffer[..., :done])
-        for channel in buffer:  # one class at a time, so the temporary copy stays small
-            channel[..., : depth - done] = channel[..., done:].clone()
-            channel[..., depth - done :] = 0
+        if uncertainty:
+            entropy[..., base:until] = _entropy(softmaxes[..., :done])
+        for held in (buffer, softmaxes) if uncertainty else (buffer,):
+            for channel in held:  # one class at a time, so the temporary copy stays small
+                channel[..., : depth - done] = channel[..., done:].clone()
+                channel[..., depth - done :] = 0
         base = until
 
     for batch in tqdm(batches, desc="windows", unit="batch", disable=not progress, leave=False):
@@ -208,17 +257,29 @@ def segment(
         inputs = torch.stack([padded[(slice(None), *window)] for window in windows]).to(settings.device)
         if DTYPES[settings.precision] is None:
             inputs = inputs.float()  # fp32 runs without autocast: the image may be stored in half precision
-        scores = window_scores(networks, inputs, settings)
+        scores, probabilities = window_scores(networks, inputs, settings, uncertainty)
         if not buffer.numel():
             classes = scores.shape[1]
             buffer = torch.zeros((classes, *spatial[:-1], depth), dtype=ACCUMULATORS[settings.accumulate])
             labels = torch.empty(spatial, dtype=torch.uint8 if classes <= 256 else torch.int16)
-        for score, window in zip(scores, windows, strict=True):  # one window at a time: small temporaries
-            target = buffer[(slice(None), *window[:-1], slice(0, depth))]
-            score = score.to(buffer.dtype)
-            if score.device == target.device:
-                target.addcmul_(score, weights)  # one fused pass over the window
-            else:  # weighted on the GPU, half the bytes to copy back in float16
-                target.add_((score * weights).cpu())
+            if uncertainty:
+                softmaxes = torch.zeros_like(buffer)
+                entropy = torch.empty(spatial, dtype=torch.float16)
+        for index, window in enumerate(windows):  # one window at a time: small temporaries
+            _add_weighted(buffer, scores[index], window, weights, depth)
+            if probabilities is not None:
+                _add_weighted(softmaxes, probabilities[index], window, weights, depth)
     flush(spatial[-1])
-    return labels[tuple(crop)]
+    return labels[tuple(crop)], entropy[tuple(crop)] if uncertainty else None
+
+
+def _add_weighted(
+    buffer: torch.Tensor, score: torch.Tensor, window: tuple[slice, ...], weights: torch.Tensor, depth: int
+) -> None:
+    """Add one window's gaussian-weighted scores into its place in the slab buffer."""
+    target = buffer[(slice(None), *window[:-1], slice(0, depth))]
+    score = score.to(buffer.dtype)
+    if score.device == target.device:
+        target.addcmul_(score, weights)  # one fused pass over the window
+    else:  # weighted on the GPU, half the bytes to copy back in float16
+        target.add_((score * weights).cpu())

@@ -170,14 +170,23 @@ def test_train_bundle_errors_are_one_line(hippocampus_tiny: Path, tmp_path: Path
     assert "either a CONFIG file or --bundle" in capsys.readouterr().err
 
 
-# ----- the other bundles: trained by medseg, segmenting through both entry points ---------------------------
+# ----- the other bundles: trained and segmenting through both entry points --------------------------------
 
 
 def train_and_segment(name: str, dataset: Path, image: Path, root: Path) -> tuple[Path, list[Path]]:
-    """Train bundle `name` for one tiny epoch with ``medseg train --bundle``, then segment `image` with
-    the bundle's inference.json (`monai.bundle.run`) and with ``medseg infer``; return the case outputs."""
-    bundle = copy_bundle(name, root)
+    """Train bundle `name` for one tiny epoch with its train.json through `monai.bundle.run` (the Python
+    twin of ``python -m monai.bundle run``) and with ``medseg train --bundle``, check that both give the
+    same weights, then segment `image` with inference.json (`monai.bundle.run`) and with ``medseg infer``;
+    return the case outputs."""
+    by_monai, bundle = copy_bundle(name, root / "monai"), copy_bundle(name, root / "medseg")
+    monai_run(
+        config_file=str(by_monai / "configs" / "train.json"),
+        bundle_root=str(by_monai),
+        dataset_dir=str(dataset),
+        **monai_overrides(name),
+    )
     medseg_cli("train", "--trust-bundle", "--bundle", bundle, "--dataset_dir", dataset, *medseg_sets(name))
+    assert same_weights(by_monai / "models" / "model.pt", bundle / "models" / "model.pt")
     monai_run(
         config_file=str(bundle / "configs" / "inference.json"),
         bundle_root=str(bundle),

@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from infer_models import THRESHOLD_HU, save_threshold_checkpoint
+from infer_models import THRESHOLD_HU, WINDOW_HU, save_threshold_checkpoint
 
 from medseg.cli.main import main
 from medseg.io.dicom.writer import SeriesIdentity, write_dicom_series
@@ -151,6 +151,40 @@ def test_sphere_is_found_where_it_was_planted(tmp_path, checkpoint_3d, direction
     volume = json.loads((result / "result.json").read_text())["structures"]["bright lesion"]["volume_ml"]
     assert volume == pytest.approx(expected_ml, rel=0.25)
     assert json.loads((result / "result.json").read_text())["structures"]["bright lesion"]["lesions"] == 1
+
+
+def test_ensemble_writes_an_uncertainty_map_where_its_members_disagree(tmp_path, checkpoint_3d):
+    """Members thresholding at 100 and 350 HU disagree inside the 400 HU sphere and nowhere else."""
+    window = WINDOW_HU[1] - WINDOW_HU[0]
+    strict = save_threshold_checkpoint(
+        tmp_path / "strict.pt", 3, [3.0, 3.0, 3.0], [32, 32, 16], threshold=(350 - WINDOW_HU[0]) / window
+    )
+    centre = np.array([0.0, 0.0, 0.0])
+    sphere_series(tmp_path / "in" / "series", np.eye(3), centre)
+    models = ["--model", str(checkpoint_3d), str(strict)]
+    status = main(
+        ["infer", str(tmp_path / "in"), *models, "--out", str(tmp_path / "out"), "--precision", "fp32"]
+    )
+    assert status == 0
+    result = only_result(tmp_path / "out")
+    mask, uncertainty = nib.load(result / "mask.nii.gz"), nib.load(result / "uncertainty.nii.gz")
+    np.testing.assert_allclose(uncertainty.affine, mask.affine, atol=1e-6)
+    assert uncertainty.shape == mask.shape
+    values = np.asarray(uncertainty.dataobj)
+    index = np.indices(mask.shape).reshape(3, -1).T
+    distance = np.linalg.norm(nib.affines.apply_affine(mask.affine, index) - centre, axis=1).reshape(
+        mask.shape
+    )
+    assert values[distance < SPHERE_MM - 4].min() > 0.95  # the members' mean softmax is near 0.5
+    assert values[distance > SPHERE_MM + 6].max() < 0.05  # both are sure it is background
+    stats = json.loads((result / "result.json").read_text())["uncertainty"]
+    assert stats["file"] == "uncertainty.nii.gz" and stats["mean_in_structure"]["bright lesion"] > 0.6
+    assert "Uncertainty" in (result / "report.html").read_text()
+
+    status, _ = infer(tmp_path / "in", checkpoint_3d, tmp_path / "single", "--no-seg", "--no-overlays")
+    single = only_result(tmp_path / "single")
+    assert status == 0 and not (single / "uncertainty.nii.gz").exists()
+    assert json.loads((single / "result.json").read_text())["uncertainty"] is None
 
 
 def test_chest_xray_png_and_dicom_radiograph(datasets_dir, tmp_path, checkpoint_2d):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from infer_models import GAIN, threshold_network
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
+from medseg.engine.checkpoint import ModelConfig
 from medseg.engine.inference import checkpoint_paths, load_ensemble
 from medseg.engine.postprocess import PostProcessing, postprocess
-from medseg.engine.sliding_window import WindowSettings, segment, window_starts
+from medseg.engine.sliding_window import WindowSettings, segment, segment_with_uncertainty, window_starts
 from medseg.errors import ConfigError, InputError
 from medseg.io.image import LabelMap
 from medseg.io.seg_writer import segment_codes
@@ -70,6 +72,31 @@ def test_mirroring_and_ensemble_average_the_flipped_and_member_scores(network, v
         x = volume[None]
         total = sum(net(x) + net(x.flip(2)).flip(2) for net in (network, other))
     torch.testing.assert_close(ours.long(), total[0].argmax(0))
+
+
+def test_uncertainty_is_the_entropy_of_the_members_mean_softmax(volume):
+    """Two voxel-wise threshold networks (scores +-g(x - t)) that disagree between their thresholds.
+
+    Each voxel's scores do not depend on the window, so the gaussian blending must give exactly the
+    entropy of the two members' mean softmax at that voxel, written down here with numpy.
+    """
+    config = ModelConfig(
+        "unet", 3, 1, 2, {"channels": [2, 2], "strides": [1], "num_res_units": 0, "norm": "batch"}
+    )
+    thresholds = (-0.5, 0.5)
+    members = [threshold_network(config, t) for t in thresholds]
+    settings = WindowSettings((24, 24, 16), precision="fp32", accumulate="fp32")
+    labels, entropy = segment_with_uncertainty(members, volume, settings)
+    torch.testing.assert_close(labels, segment(members, volume, settings))
+    x = volume[0].double().numpy()
+    foreground = np.mean([1 / (1 + np.exp(-2 * GAIN * (x - t))) for t in thresholds], axis=0)
+    p = np.clip(np.stack([1 - foreground, foreground]), 1e-12, 1)
+    expected = -(p * np.log(p)).sum(0) / np.log(2)
+    assert entropy.dtype == torch.float16 and entropy.shape == volume.shape[1:]
+    np.testing.assert_allclose(entropy.float().numpy(), expected, atol=2e-3)
+    between = (x > thresholds[0] + 0.2) & (x < thresholds[1] - 0.2)
+    outside = np.abs(x) > 1.0
+    assert entropy.numpy()[between].min() > 0.99 and entropy.numpy()[outside].max() < 0.01
 
 
 def test_window_starts_cover_the_axis_like_monai():

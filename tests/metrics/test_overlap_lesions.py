@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from mask_perturbations import eroded, shifted
 from monai.metrics import compute_dice, compute_iou, get_confusion_matrix
@@ -37,6 +38,70 @@ def test_overlap_matches_monai_on_real_masks(hippocampus_labels, chest_mask, tot
         assert ours["empty"] == "none"
         for key, value in expected.items():
             assert ours[key] == pytest.approx(value, rel=1e-6), key
+        for key, value in _numpy_scores(prediction.array == label, reference.array == label).items():
+            assert ours[key] == pytest.approx(value, rel=1e-9), key
+
+
+def _numpy_scores(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The four overlap scores from voxel counts, written out."""
+    tp = np.count_nonzero(prediction & reference)
+    fp, fn = np.count_nonzero(prediction & ~reference), np.count_nonzero(~prediction & reference)
+    return {
+        "dice": 2 * tp / (2 * tp + fp + fn),
+        "iou": tp / (tp + fp + fn),
+        "precision": tp / (tp + fp),
+        "sensitivity": tp / (tp + fn),
+    }
+
+
+def _sitk_lesions(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """The documented lesion rule, written lesion by lesion on SimpleITK's fully connected components."""
+
+    def components(mask: np.ndarray) -> list[set[int]]:
+        labels = sitk.GetArrayFromImage(
+            sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
+        )
+        flat = labels.ravel()
+        return [set(np.flatnonzero(flat == n).tolist()) for n in range(1, int(flat.max()) + 1)]
+
+    refs, preds = components(reference), components(prediction)
+    dices, used = [], set()
+    for ref in refs:
+        matched = [n for n, pred in enumerate(preds) if ref & pred]
+        used.update(matched)
+        union = set().union(*(preds[n] for n in matched))
+        dices.append(2 * len(ref & union) / (len(ref) + len(union)))
+    detected = sum(d > 0 for d in dices)
+    false = len(preds) - len(used)
+    return {
+        "lesions_ref": len(refs),
+        "lesions_pred": len(preds),
+        "detected": detected,
+        "missed": len(refs) - detected,
+        "false": false,
+        "lesion_dice": sum(dices) / (len(refs) + false),
+        "lesion_f1": 2 * detected / (2 * detected + len(refs) - detected + false),
+    }
+
+
+def test_lesion_metrics_match_an_independent_count_on_perturbed_real_masks(totalseg, tumour_mask):
+    """TotalSegmentator organs (eroded until some split, shifted, with a planted blob) and a real tumour."""
+    organs = totalseg[0]
+    planted = np.zeros(organs.shape, bool)
+    planted[5:9, 5:9, 2:4] = True  # a false lesion away from the organs
+    present = [v for v in np.unique(organs.array) if v > 0]
+    cases = []
+    for value in present[:: max(1, len(present) // 8)]:
+        reference = organs.array == value
+        cases.append((eroded(organs, (9, 9, 3)).array == value, reference))
+        cases.append(((shifted(organs, 6, axis=1).array == value) | planted, reference))
+    tumour = tumour_mask.array == 1
+    cases.append((eroded(tumour_mask, (5, 5, 1)).array == 1, tumour))
+    assert any(_sitk_lesions(p, r)["lesions_pred"] > _sitk_lesions(p, r)["lesions_ref"] for p, r in cases)
+    for prediction, reference in cases:
+        ours, expected = lesion_metrics(prediction, reference), _sitk_lesions(prediction, reference)
+        for key, value in expected.items():
+            assert ours[key] == pytest.approx(value, rel=1e-9), key
 
 
 def test_overlap_empty_policy():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medseg.bundle import SHIPPED_BUNDLES, TRUST_FLAG
+from medseg.bundle import SHIPPED_BUNDLES, SHIPPED_NAMES, TRUST_FLAG
 from medseg.cli.main import main
 
 PACKAGE = Path(__file__).resolve().parents[2] / "medseg"
@@ -91,3 +91,23 @@ def test_a_trusted_bundle_runs_its_expressions_and_a_shipped_one_needs_no_flag(
     shipped = SHIPPED_BUNDLES / "hippocampus_mri_3d"
     status, err = _run(capsys, "train", "--bundle", shipped, "--dataset_dir", missing, "--check")
     assert status == 2 and str(missing) in err and "did not ship" not in err
+
+
+def test_shipped_names_are_the_bundles_folder_and_a_dropped_in_bundle_is_not_trusted(
+    tmp_path, capsys, monkeypatch
+):
+    folders = sorted(p.name for p in SHIPPED_BUNDLES.iterdir() if (p / "configs").is_dir())
+    assert folders == sorted(SHIPPED_NAMES)
+    shipped = tmp_path / "bundles"  # a stand-in for the repository's bundles/ folder
+    monkeypatch.setattr("medseg.bundle.SHIPPED_BUNDLES", shipped)
+    for name in ("lung_cxr_2d", "dropped_in"):
+        shutil.copytree(
+            SHIPPED_BUNDLES / "lung_cxr_2d", shipped / name, ignore=shutil.ignore_patterns("runs")
+        )
+    missing = tmp_path / "no_data"
+    status, err = _run(
+        capsys, "train", "--bundle", shipped / "lung_cxr_2d", "--dataset_dir", missing, "--check"
+    )
+    assert status == 2 and str(missing) in err and "did not ship" not in err
+    status, err = _run(capsys, "train", "--bundle", shipped / "dropped_in", "--check")
+    assert status == 2 and "did not ship with medseg" in err
