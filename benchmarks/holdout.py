@@ -1,0 +1,87 @@
+"""Held-out Dice of a trained fold through the product path: `medseg infer` on the fold's validation
+images (with and without mirroring TTA), then `medseg evaluate` against their reference labels.
+
+The run folder is what `medseg train` wrote (best.pt, config.yaml); the validation cases are the fold's
+entry in the splits.json beside it. Training's own validation Dice is computed on the resampled grid;
+this one is on each image's own grid, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from _common import emit
+
+from medseg.cli.main import main as medseg
+from medseg.data.datasets import Dataset, open_dataset
+
+
+def validation_cases(run: Path) -> tuple[Dataset, list[dict]]:
+    """The run's dataset and the cases of its validation fold."""
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    splits_file = Path(config.get("splits") or run.parent / "splits.json")
+    ids = set(json.loads(splits_file.read_text(encoding="utf-8"))[config.get("fold", 0)]["val"])
+    dataset = open_dataset(config["dataset"])
+    cases = [case for case in dataset.cases if case["id"] in ids]
+    if len(cases) != len(ids):
+        raise SystemExit(f"{splits_file}: {len(ids) - len(cases)} validation cases are not in the dataset")
+    return dataset, cases
+
+
+def infer_and_evaluate(run: Path, dataset: Dataset, cases: list[dict], work: Path, extra: list[str]) -> dict:
+    """Run `medseg infer` on the cases' images and `medseg evaluate` on the masks; the metrics summary."""
+    inputs = work / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        link = inputs / Path(case["image"]).name
+        if not link.exists():
+            link.symlink_to(Path(case["image"]).resolve())
+    out = work / "masks"
+    if medseg(["infer", str(inputs), "--model", str(run / "best.pt"), "--out", str(out), "--no-seg",
+               "--no-overlays", "--no-uncertainty", *extra]) != 0:  # fmt: skip
+        raise SystemExit(f"medseg infer failed; see {out / 'summary.json'}")
+    records = json.loads((out / "summary.json").read_text(encoding="utf-8"))["items"]
+    by_input = {Path(r["input"]).name: out / r["output"] / "mask.nii.gz" for r in records}
+    manifest = work / "pairs.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "prediction", "reference"])
+        for case in cases:
+            writer.writerow([case["id"], by_input[Path(case["image"]).name], case["label"]])
+    metrics = work / "metrics"
+    labels = work / "labels.json"
+    labels.write_text(json.dumps({str(value): name for value, name in dataset.label_names.items()}))
+    if medseg(["evaluate", "--manifest", str(manifest), "--out", str(metrics), "--labels", str(labels)]) != 0:
+        raise SystemExit("medseg evaluate failed")
+    return json.loads((metrics / "metrics.json").read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medseg bench holdout", description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="run folder written by `medseg train` (fold_N/)")
+    parser.add_argument("--device", default="auto", help="inference device (default: auto)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+
+    dataset, cases = validation_cases(args.run)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for tta in (False, True):
+            extra = ["--device", args.device, *(["--tta"] if tta else [])]
+            work = Path(scratch) / f"tta{int(tta)}"
+            summary = infer_and_evaluate(args.run, dataset, cases, work, extra)["summary"]
+            dice = {name: scores["dice"]["mean"] for name, scores in summary.items()}
+            rows.append({"tta": tta, **dice})
+    print(f"{args.run}: {len(cases)} held-out validation cases")
+    emit("holdout", rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
