@@ -14,6 +14,10 @@ Reported: seconds, medseg's speed-up over MONAI, medseg over the floor, and the 
 MONAI's float32 labels (all voxels, and voxels that either calls foreground). Finally the peak RSS of the
 whole ``Ensemble.predict`` path (preprocessing, windows, inverse) on a large CT with a many-class model is
 measured in a child process, next to the size of the float32 output buffer MONAI would allocate.
+
+With ``--device cuda`` the three run on the GPU (training stays on the CPU): each starts from the CPU
+volume and ends with CPU labels, as `medseg infer` does, and MONAI gets its input on the GPU, so it
+stitches there too (its default when the input is on the GPU).
 """
 
 from __future__ import annotations
@@ -103,12 +107,21 @@ def forward_floor(
     batch = torch.stack([volume[(slice(None), *(slice(0, r) for r in roi))]] * batch_size)
     if settings.channels_last:
         batch = batch.contiguous(memory_format=torch.channels_last_3d)
-    precision = resolve_precision(settings.precision, "cpu")
+    batch = batch.to(settings.device)
+    precision = resolve_precision(settings.precision, settings.device)
+    synchronize(settings.device)
     start = time.perf_counter()
     for first in range(0, windows, batch_size):
         with precision.autocast():
             model(batch[: min(batch_size, windows - first)])
+    synchronize(settings.device)
     return time.perf_counter() - start
+
+
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued kernels, so that a timer stops when the work is done."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def timed(function):
@@ -118,24 +131,29 @@ def timed(function):
 
 
 def compare(
-    model: torch.nn.Module, size, roi, overlap: float, batch_size: int, repeats: int
+    model: torch.nn.Module, size, roi, overlap: float, batch_size: int, repeats: int, device: str
 ) -> list[dict[str, object]]:
     volume = test_volume(size)
     windows = window_count(size, roi, overlap)
-    settings = WindowSettings(tuple(roi), overlap, batch_size)
+    settings = WindowSettings(tuple(roi), overlap, batch_size, device=device)
+    model = model.to(device)
     # MONAI gets its own copy in PyTorch's default memory format: `segment` makes medseg's channels-last.
     baseline = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     ours_s = theirs_s = floor_s = float("inf")
     with torch.no_grad():
-        segment([model], volume[:, :64, :64, :64], settings)  # warm-up (oneDNN kernels)
-        baseline(volume[None, :, :64, :64, :64])
+        segment([model], volume[:, :64, :64, :64], settings)  # warm-up (oneDNN or cuDNN kernels)
+        baseline(volume[None, :, :64, :64, :64].to(device))
         for _ in range(repeats):  # interleaved, best of each: the CPU is shared and its load drifts
             ours, seconds = timed(lambda: segment([model], volume, settings))
             ours_s = min(ours_s, seconds)
             theirs, seconds = timed(
-                lambda: sliding_window_inference(
-                    volume[None], roi, batch_size, baseline, overlap, mode="gaussian"
-                )[0].argmax(0)
+                lambda: (
+                    sliding_window_inference(
+                        volume[None].to(device), roi, batch_size, baseline, overlap, mode="gaussian"
+                    )[0]
+                    .argmax(0)
+                    .cpu()
+                )
             )
             theirs_s = min(theirs_s, seconds)
             floor_s = min(floor_s, forward_floor(model, volume, windows, settings))
@@ -263,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-classes", type=int, default=15)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--memory-child", nargs=2, metavar=("SIZE", "CLASSES"), help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the three methods run")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     roi = tuple(args.roi)
@@ -275,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     model = trained_model(args.train_seconds, TRAIN_PATCH)
     rows = []
     for size in args.sizes:
-        rows += compare(model, size, roi, args.overlap, args.batch_size, args.repeats)
+        rows += compare(model, size, roi, args.overlap, args.batch_size, args.repeats, args.device)
         print(f"{'x'.join(map(str, size))} done", flush=True)
     if not args.no_memory:
         rows.append(memory_row(args.memory_size, args.memory_classes, tuple(args.memory_roi), args.overlap))

@@ -5,7 +5,8 @@ MONAI's `sliding_window_inference` keeps a float32 score volume per class for th
 last axis (a batch never mixes two starts), their gaussian-weighted class scores are added into a
 buffer that is only one window deep on that axis, and as soon as no remaining window reaches a slab
 of slices, that slab's argmax is written into the uint8 label volume and the buffer moves on. The buffer
-is half precision by default: class scores only need to stay ordered, and float16 keeps three decimal
+lives on the networks' device (on a GPU only each finished slab's labels cross to the CPU) and is half
+precision by default: class scores only need to stay ordered, and float16 keeps three decimal
 digits of a logit sum.
 
 Every score is a sum (over overlapping windows, ensemble members and mirrored copies): the argmax of a
@@ -162,7 +163,7 @@ def _argmax(scores: torch.Tensor) -> torch.Tensor:
     """
     dtype = torch.uint8 if scores.shape[0] <= 256 else torch.int16
     best = scores[0].clone()
-    index = torch.zeros(best.shape, dtype=dtype)
+    index = torch.zeros(best.shape, dtype=dtype, device=scores.device)
     for value in range(1, scores.shape[0]):
         better = scores[value] > best
         best = torch.where(better, scores[value], best)
@@ -242,9 +243,9 @@ def _stitch(
         done = until - base
         if done <= 0:
             return
-        labels[..., base:until] = _argmax(buffer[..., :done])
+        labels[..., base:until] = _argmax(buffer[..., :done]).cpu()
         if uncertainty:
-            entropy[..., base:until] = _entropy(softmaxes[..., :done])
+            entropy[..., base:until] = _entropy(softmaxes[..., :done]).cpu()
         for held in (buffer, softmaxes) if uncertainty else (buffer,):
             for channel in held:  # one class at a time, so the temporary copy stays small
                 channel[..., : depth - done] = channel[..., done:].clone()
@@ -260,7 +261,8 @@ def _stitch(
         scores, probabilities = window_scores(networks, inputs, settings, uncertainty)
         if not buffer.numel():
             classes = scores.shape[1]
-            buffer = torch.zeros((classes, *spatial[:-1], depth), dtype=ACCUMULATORS[settings.accumulate])
+            shape, dtype = (classes, *spatial[:-1], depth), ACCUMULATORS[settings.accumulate]
+            buffer = torch.zeros(shape, dtype=dtype, device=settings.device)
             labels = torch.empty(spatial, dtype=torch.uint8 if classes <= 256 else torch.int16)
             if uncertainty:
                 softmaxes = torch.zeros_like(buffer)
@@ -278,8 +280,4 @@ def _add_weighted(
 ) -> None:
     """Add one window's gaussian-weighted scores into its place in the slab buffer."""
     target = buffer[(slice(None), *window[:-1], slice(0, depth))]
-    score = score.to(buffer.dtype)
-    if score.device == target.device:
-        target.addcmul_(score, weights)  # one fused pass over the window
-    else:  # weighted on the GPU, half the bytes to copy back in float16
-        target.add_((score * weights).cpu())
+    target.addcmul_(score.to(buffer.dtype), weights)  # one fused pass over the window
