@@ -5,7 +5,8 @@ MONAI's `sliding_window_inference` keeps a float32 score volume per class for th
 last axis (a batch never mixes two starts), their gaussian-weighted class scores are added into a
 buffer that is only one window deep on that axis, and as soon as no remaining window reaches a slab
 of slices, that slab's argmax is written into the uint8 label volume and the buffer moves on. The buffer
-lives on the networks' device (on a GPU only each finished slab's labels cross to the CPU) and is half
+lives on the networks' device with the image (on a GPU the image crosses once, and only each finished
+slab's labels come back) and is half
 precision by default: class scores only need to stay ordered, and float16 keeps three decimal
 digits of a logit sum.
 
@@ -222,6 +223,8 @@ def _stitch(
         for network in networks:  # weights in the inputs' format, or every convolution converts them
             network.to(memory_format=_channels_last(image.ndim + 1))
     padded, crop = _pad_to_roi(image, roi)
+    # Windows are cut where the networks run: on a GPU the volume crosses once, not window by window.
+    padded = padded.to(settings.device)
     spatial = padded.shape[1:]
     roi = tuple(min(r, s) for r, s in zip(roi, spatial, strict=True))
     per_axis = [window_starts(s, r, settings.overlap) for s, r in zip(spatial, roi, strict=True)]
@@ -255,7 +258,7 @@ def _stitch(
     for batch in tqdm(batches, desc="windows", unit="batch", disable=not progress, leave=False):
         flush(batch[0][-1])
         windows = [tuple(slice(s, s + r) for s, r in zip(start, roi, strict=True)) for start in batch]
-        inputs = torch.stack([padded[(slice(None), *window)] for window in windows]).to(settings.device)
+        inputs = torch.stack([padded[(slice(None), *window)] for window in windows])
         if DTYPES[settings.precision] is None:
             inputs = inputs.float()  # fp32 runs without autocast: the image may be stored in half precision
         scores, probabilities = window_scores(networks, inputs, settings, uncertainty)
