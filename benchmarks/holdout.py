@@ -20,6 +20,10 @@ from _common import emit
 
 from medseg.cli.main import main as medseg
 from medseg.data.datasets import Dataset, open_dataset
+from medseg.io.image import LabelMap
+from medseg.io.png import binarize_mask
+from medseg.io.reader import read_image
+from medseg.io.volume import write_volume
 
 
 def validation_cases(run: Path) -> tuple[Dataset, list[dict]]:
@@ -32,6 +36,17 @@ def validation_cases(run: Path) -> tuple[Dataset, list[dict]]:
     if len(cases) != len(ids):
         raise SystemExit(f"{splits_file}: {len(ids) - len(cases)} validation cases are not in the dataset")
     return dataset, cases
+
+
+def reference_file(case: dict, work: Path) -> Path:
+    """The case's label file as training reads it: binarised into `work` first where the dataset says so
+    (anti-aliased 8-bit PNG masks), else the file itself."""
+    label = Path(case["label"]).resolve()
+    if case.get("label_threshold") is None:
+        return label
+    mask = binarize_mask(read_image(label, LabelMap), float(case["label_threshold"]))
+    (work / "references").mkdir(exist_ok=True)
+    return write_volume(mask, work / "references" / f"{case['id']}.nii.gz")
 
 
 def infer_and_evaluate(run: Path, dataset: Dataset, cases: list[dict], work: Path, extra: list[str]) -> dict:
@@ -53,7 +68,7 @@ def infer_and_evaluate(run: Path, dataset: Dataset, cases: list[dict], work: Pat
         writer = csv.writer(handle)
         writer.writerow(["case", "prediction", "reference"])
         for case in cases:
-            writer.writerow([case["id"], by_input[Path(case["image"]).name], case["label"]])
+            writer.writerow([case["id"], by_input[Path(case["image"]).name], reference_file(case, work)])
     metrics = work / "metrics"
     labels = work / "labels.json"
     labels.write_text(json.dumps({str(value): name for value, name in dataset.label_names.items()}))
