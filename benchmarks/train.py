@@ -4,7 +4,9 @@ The baseline is what the MONAI tutorials write: a `monai.data.Dataset` (no cachi
 load each case from its files (`LoadImaged`), orient, resample, normalise, pad and crop it every
 time it is drawn, a `DataLoader`, and float32 training with `DiceCELoss` and Adam. medseg's loop is
 the one `medseg train` runs (`Trainer.train_step`): cases preprocessed once into memory, patches
-sampled and augmented from the cache (in `--workers` loader processes), bf16 autocast. Both run the
+sampled and augmented from the cache (in `--workers` loader processes), `precision: auto` (bf16
+autocast where the GPU or CPU runs it natively, float32 elsewhere: emulated bf16 is several times
+slower than float32). Both run the
 same U-Net with the same number of torch threads; each is timed over `--steps` iterations after
 `--warmup` untimed ones, the two loops taking turns `--repeats` times (the best round of each counts:
 a shared CPU's load drifts). medseg's one-off caching time is printed on its own line. With
@@ -42,6 +44,7 @@ from medseg.engine.config import config_from_dict
 from medseg.engine.distributed import Context
 from medseg.engine.experiment import prepare
 from medseg.engine.pipeline import EpochLoader, training_dataset
+from medseg.engine.precision import resolve_precision
 from medseg.engine.trainer import Trainer
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "msd_hippocampus"
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": "unet",
             "model_options": NETWORK,
             "batch_size": args.batch,
-            "precision": "bf16",
+            "precision": "auto",  # as `medseg train`: bf16 where the GPU or CPU runs it natively
             "device": args.device,
             "compile": args.compile,
         }
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = [
         {
-            "loop": "medseg (cached, bf16)",
+            "loop": f"medseg (cached, {resolve_precision('auto', args.device).name})",
             "it_per_s": medseg_rate,
             "vs_baseline": medseg_rate / baseline_rate,
             "gpu_util_pct": mean(medseg_use),
