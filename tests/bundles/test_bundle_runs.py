@@ -170,6 +170,29 @@ def test_train_bundle_errors_are_one_line(hippocampus_tiny: Path, tmp_path: Path
     assert "either a CONFIG file or --bundle" in capsys.readouterr().err
 
 
+def test_multi_gpu_config_trains_under_torchrun(hippocampus_tiny: Path, tmp_path: Path):
+    """``torchrun -m monai.bundle run`` with multi_gpu_train.json merged on, as docs/bundles.md shows,
+    with its CUDA device and loader workers overridden for this CPU: two gloo processes train one epoch
+    and rank 0 alone validates and publishes the weights."""
+    name = "hippocampus_mri_3d"
+    bundle = copy_bundle(name, tmp_path)
+    args_file = tmp_path / "cpu.json"
+    overrides = {**monai_overrides(name), "training#device": "cpu", "training#num_workers": 0}
+    args_file.write_text(json.dumps(overrides))
+    configs = [str(bundle / "configs" / file) for file in ("train.json", "multi_gpu_train.json")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "monai.bundle", "run", "--config_file", str(configs), "--bundle_root", str(bundle),
+               "--dataset_dir", str(hippocampus_tiny), "--args_file", str(args_file)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = load_checkpoint(bundle / "models" / "model.pt")
+    assert state["training"]["step"] == TINY[name]["steps_per_epoch"]
+    assert state["training"]["config"]["device"] == "cpu"
+    assert sorted(path.name for path in (bundle / "runs").glob("fold_*/best.pt")) == ["best.pt"]
+    assert json.loads((bundle / "runs" / "fold_0" / "validation.json").read_text())["dice"]
+
+
 # ----- the other bundles: trained and segmenting through both entry points --------------------------------
 
 
