@@ -15,6 +15,12 @@ import torch
 from medseg.engine.precision import cpu_has_fast_bf16
 
 
+def synchronize(device: str | torch.device) -> None:
+    """Wait for a GPU's queued kernels, so that a timer stops when the work is done (no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def best_time(function: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
     """Smallest wall time in seconds of `repeats` calls, after `warmup` untimed calls."""
     for _ in range(warmup):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import emit
+from _common import emit, synchronize
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
@@ -112,12 +112,6 @@ def forward_floor(
             model(batch[: min(batch_size, windows - first)])
     synchronize(settings.device)
     return time.perf_counter() - start
-
-
-def synchronize(device: str) -> None:
-    """Wait for the GPU's queued kernels, so that a timer stops when the work is done."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def timed(function):

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 import torch
-from _common import best_time, emit
+from _common import best_time, emit, synchronize
 
 from medseg.models import create_model, list_models
 
@@ -36,8 +36,7 @@ def step(model: torch.nn.Module, x: torch.Tensor, backward: bool, bf16: bool) ->
             else:
                 with torch.no_grad():
                     model(x)
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(x.device)
 
     return run
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from _common import emit
+from _common import emit, synchronize
 from monai.data import DataLoader, Dataset
 from monai.losses import DiceCELoss
 from monai.transforms import (
@@ -72,7 +72,7 @@ def tutorial_loader(records: list[dict], plan, patch: list[int], batch: int) -> 
     return DataLoader(data, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
 
 
-def time_steps(step, batches, warmup: int, steps: int) -> float:
+def time_steps(step, batches, warmup: int, steps: int, device: str) -> float:
     """Iterations per second of ``step(batch)`` over `steps` batches after `warmup` untimed ones."""
     iterator = iter(batches)
     for _ in range(warmup):
@@ -80,8 +80,7 @@ def time_steps(step, batches, warmup: int, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         step(next(iterator))
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()  # the last steps' kernels count too
+    synchronize(device)  # the last steps' kernels count too
     return steps / (time.perf_counter() - start)
 
 
@@ -176,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     baseline_use: list[float] = []
     for round_ in range(args.repeats):
         with gpu_utilisation(args.device) as samples:
-            rate = time_steps(trainer.train_step, loader.epoch(round_), args.warmup, args.steps)
+            rate = time_steps(trainer.train_step, loader.epoch(round_), args.warmup, args.steps, args.device)
         if rate > medseg_rate:
             medseg_rate, medseg_use = rate, samples
         with gpu_utilisation(args.device) as samples:
-            rate = time_steps(tutorial_step, baseline, args.warmup, args.steps)
+            rate = time_steps(tutorial_step, baseline, args.warmup, args.steps, args.device)
         if rate > baseline_rate:
             baseline_rate, baseline_use = rate, samples
 

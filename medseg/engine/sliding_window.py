@@ -6,9 +6,8 @@ last axis (a batch never mixes two starts), their gaussian-weighted class scores
 buffer that is only one window deep on that axis, and as soon as no remaining window reaches a slab
 of slices, that slab's argmax is written into the uint8 label volume and the buffer moves on. The buffer
 lives on the networks' device with the image (on a GPU the image crosses once, and only each finished
-slab's labels come back) and is half
-precision by default: class scores only need to stay ordered, and float16 keeps three decimal
-digits of a logit sum.
+slab's labels come back) and is half precision by default: class scores only need to stay ordered, and
+float16 keeps three decimal digits of a logit sum.
 
 Every score is a sum (over overlapping windows, ensemble members and mirrored copies): the argmax of a
 sum is the argmax of the mean, so no count map and no division are needed.
