@@ -28,9 +28,10 @@ SHORT_RUN = {
     "progress": False,
 }
 TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
+TINY_DYNUNET = {"kernel_size": [3, 3, 3, 3], "strides": [1, 2, 2, 2], "filters": [4, 8, 8, 16]}
 #: Per bundle: RunConfig overrides that keep the network and patches tiny.
 TINY = {
-    "hippocampus_mri_3d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [24, 32, 24]},
+    "hippocampus_mri_3d": {**SHORT_RUN, "model_options": TINY_DYNUNET, "patch_size": [24, 32, 24]},
     "hippocampus_deeplab_3d": {
         **SHORT_RUN,
         "model_options": {
