@@ -38,19 +38,22 @@ def validation_cases(run: Path) -> tuple[Dataset, list[dict]]:
     return dataset, cases
 
 
-def reference_file(case: dict, work: Path) -> Path:
-    """The case's label file as training reads it: binarised into `work` first where the dataset says so
-    (anti-aliased 8-bit PNG masks), else the file itself."""
+def reference_file(case: dict, folder: Path) -> Path:
+    """The case's label file as training reads it: binarised into `folder` first where the dataset says
+    so (anti-aliased 8-bit PNG masks), else the file itself."""
     label = Path(case["label"]).resolve()
     if case.get("label_threshold") is None:
         return label
     mask = binarize_mask(read_image(label, LabelMap), float(case["label_threshold"]))
-    (work / "references").mkdir(exist_ok=True)
-    return write_volume(mask, work / "references" / f"{case['id']}.nii.gz")
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_volume(mask, folder / f"{case['id']}.nii.gz")
 
 
-def infer_and_evaluate(run: Path, dataset: Dataset, cases: list[dict], work: Path, extra: list[str]) -> dict:
-    """Run `medseg infer` on the cases' images and `medseg evaluate` on the masks; the metrics summary."""
+def infer_and_evaluate(
+    run: Path, dataset: Dataset, cases: list[dict], references: list[Path], work: Path, extra: list[str]
+) -> dict:
+    """Run `medseg infer` on the cases' images and `medseg evaluate` of the masks against `references`
+    (one per case); the metrics summary."""
     inputs = work / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     for case in cases:
@@ -67,8 +70,8 @@ def infer_and_evaluate(run: Path, dataset: Dataset, cases: list[dict], work: Pat
     with manifest.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["case", "prediction", "reference"])
-        for case in cases:
-            writer.writerow([case["id"], by_input[Path(case["image"]).name], reference_file(case, work)])
+        for case, reference in zip(cases, references, strict=True):
+            writer.writerow([case["id"], by_input[Path(case["image"]).name], reference])
     metrics = work / "metrics"
     labels = work / "labels.json"
     labels.write_text(json.dumps({str(value): name for value, name in dataset.label_names.items()}))
@@ -87,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     dataset, cases = validation_cases(args.run)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
+        references = [reference_file(case, Path(scratch) / "references") for case in cases]
         for tta in (False, True):
             extra = ["--device", args.device, *(["--tta"] if tta else [])]
             work = Path(scratch) / f"tta{int(tta)}"
-            summary = infer_and_evaluate(args.run, dataset, cases, work, extra)["summary"]
+            summary = infer_and_evaluate(args.run, dataset, cases, references, work, extra)["summary"]
             dice = {name: scores["dice"]["mean"] for name, scores in summary.items()}
             rows.append({"tta": tta, **dice})
     print(f"{args.run}: {len(cases)} held-out validation cases")

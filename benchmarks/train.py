@@ -6,12 +6,11 @@ time it is drawn, a `DataLoader`, and float32 training with `DiceCELoss` and Ada
 the one `medseg train` runs (`Trainer.train_step`): cases preprocessed once into memory, patches
 sampled and augmented from the cache (in `--workers` loader processes), `precision: auto` (bf16
 autocast where the GPU or CPU runs it natively, float32 elsewhere: emulated bf16 is several times
-slower than float32). Both run the
-same U-Net with the same number of torch threads; each is timed over `--steps` iterations after
-`--warmup` untimed ones, the two loops taking turns `--repeats` times (the best round of each counts:
-a shared CPU's load drifts). medseg's one-off caching time is printed on its own line. With
-`--device cuda` both loops train on the GPU, and the GPU's mean utilisation over each timed round is
-reported beside the rates (read through NVML, as nvidia-smi does).
+slower than float32). Both run the same U-Net with the same number of torch threads; each is timed
+over `--steps` iterations after `--warmup` untimed ones, the two loops taking turns `--repeats` times
+(the best round of each counts: a shared CPU's load drifts). medseg's one-off caching time is printed
+on its own line. With `--device cuda` both loops train on the GPU, and the GPU's mean utilisation over
+each timed round is reported beside the rates (read through NVML, as nvidia-smi does).
 """
 
 from __future__ import annotations

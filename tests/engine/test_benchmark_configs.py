@@ -3,6 +3,7 @@ against the real data, as `medseg train CONFIG --check` does."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def test_the_benchmark_configs_are_found():
 def test_benchmark_config_checks_out_against_its_dataset(path, datasets_dir, tmp_path):
     config = load_config(path)
     dataset = datasets_dir / Path(config.dataset).name
-    config = load_config(path, {"dataset": str(dataset), "output": str(tmp_path / "run" / "fold_{fold}")})
+    config = dataclasses.replace(config, dataset=str(dataset), output=str(tmp_path / "run" / "fold_{fold}"))
     experiment = prepare(config)
     assert len(experiment.train_records) > len(experiment.val_records) > 0
     assert experiment.model_config.name == config.model
