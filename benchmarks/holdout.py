@@ -84,15 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medseg bench holdout", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="run folder written by `medseg train` (fold_N/)")
     parser.add_argument("--device", default="auto", help="inference device (default: auto)")
+    parser.add_argument("--roi", type=int, nargs="+", help="inference window (default: the plan's patch)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
+    window = ["--roi", *map(str, args.roi)] if args.roi else []
 
     dataset, cases = validation_cases(args.run)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         references = [reference_file(case, Path(scratch) / "references") for case in cases]
         for tta in (False, True):
-            extra = ["--device", args.device, *(["--tta"] if tta else [])]
+            extra = ["--device", args.device, *window, *(["--tta"] if tta else [])]
             work = Path(scratch) / f"tta{int(tta)}"
             summary = infer_and_evaluate(args.run, dataset, cases, references, work, extra)["summary"]
             dice = {name: scores["dice"]["mean"] for name, scores in summary.items()}

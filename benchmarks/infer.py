@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from medseg.data.phantom import PhantomConfig, generate_case
 from medseg.engine.checkpoint import ModelConfig, save_checkpoint
+from medseg.engine.memory_format import channels_last_format
 from medseg.engine.precision import resolve_precision
 from medseg.engine.sliding_window import WindowSettings, segment, window_starts
 from medseg.engine.training import TrainConfig, train
@@ -102,7 +103,7 @@ def forward_floor(
     roi, batch_size = settings.roi_size, settings.batch_size
     batch = torch.stack([volume[(slice(None), *(slice(0, r) for r in roi))]] * batch_size)
     if settings.channels_last:
-        batch = batch.contiguous(memory_format=torch.channels_last_3d)
+        batch = batch.contiguous(memory_format=channels_last_format(len(roi)))
     batch = batch.to(settings.device)
     precision = resolve_precision(settings.precision, settings.device)
     synchronize(settings.device)

@@ -67,7 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-channels-last",
         dest="channels_last",
         action="store_false",
-        help="keep the networks in channels-first memory format (channels-last is faster on most CPUs/GPUs)",
+        default="auto",
+        help="keep the networks in channels-first memory format (default: channels-last on GPUs and for "
+        "3D on CPUs, where it is faster)",
     )
     windows.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     post = parser.add_argument_group("post-processing")

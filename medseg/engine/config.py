@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from medseg.engine import memory_format
 from medseg.errors import ConfigError, InputError
 from medseg.utils.atomic import write_text_atomic
 
@@ -75,6 +76,10 @@ class RunConfig:
     model: str = "dynunet"
     model_options: dict[str, Any] = field(default_factory=dict)
     loss: str = "dice_ce"
+    #: Dice over the whole batch at once instead of per patch, then averaged (nnU-Net's batch Dice).
+    batch_dice: bool = False
+    #: Count the background class in the Dice term (nnU-Net leaves it to the cross-entropy).
+    dice_background: bool = True
     #: Loss weight per output (main first) for deep supervision; None = nnU-Net's halving weights.
     deep_supervision_weights: list[float] | None = None
     optimizer: str = "adamw"
@@ -114,9 +119,9 @@ class RunConfig:
     #: CPU threads for torch (None = torch's default, one per core). On a CPU shared with other jobs, 1
     #: avoids threads spinning while they wait for each other (measured here: up to 30x faster steps).
     threads: int | None = None
-    #: Channels-last memory format for the network and its inputs: faster convolutions on recent GPUs,
-    #: and 10-20% faster 3D training steps on this project's AVX2 CPU.
-    channels_last: bool = True
+    #: Channels-last memory format for the network and its inputs: true, false, or auto (GPUs, and 3D on
+    #: CPUs, where it was 25-35% faster; 2D CPU steps were 30% slower: `medseg.engine.memory_format`).
+    channels_last: bool | str = "auto"
     compile: bool = False
     progress: bool = True
 
@@ -206,6 +211,7 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(
             f"fold must be in 0..{config.folds - 1} for folds={config.folds}, got {config.fold}"
         )
+    memory_format.check_setting(config.channels_last)
     if config.num_workers < 0:
         raise ConfigError(f"num_workers must be 0 or more, got {config.num_workers}")
     if not 0 <= config.foreground_fraction <= 1:

@@ -26,12 +26,19 @@ POLY_EXPONENT = 0.9
 class SegmentationLoss(torch.nn.Module):
     """Dice + CE (or focal) of logits against an integer label map, over all deep-supervision outputs."""
 
-    def __init__(self, kind: str = "dice_ce", weights: Sequence[float] | None = None):
+    def __init__(
+        self,
+        kind: str = "dice_ce",
+        weights: Sequence[float] | None = None,
+        batch_dice: bool = False,
+        dice_background: bool = True,
+    ):
         super().__init__()
+        dice = dict(to_onehot_y=True, softmax=True, batch=batch_dice, include_background=dice_background)
         if kind == "dice_ce":
-            self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+            self.loss = DiceCELoss(**dice)
         elif kind == "dice_focal":
-            self.loss = DiceFocalLoss(to_onehot_y=True, softmax=True)
+            self.loss = DiceFocalLoss(**dice)
         else:
             raise ConfigError(f"unknown loss {kind!r}; use dice_ce or dice_focal")
         self.weights = None if weights is None else list(weights)

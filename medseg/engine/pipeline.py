@@ -7,7 +7,7 @@ Training cases go through two stages:
    padding to at least one patch, and the foreground/background voxel indices the sampler needs;
 2. random, every time a case is drawn: one patch, centred on a foreground voxel with probability
    `foreground_fraction` (nnU-Net: a third), then flips, rotation + scaling, intensity, gamma and noise
-   (elastic deformation optional).
+   (elastic deformation optional). This stage runs with MONAI's metadata tracking off (`UntrackedCompose`).
 
 Randomness is re-seeded at the start of every epoch from ``(seed, epoch, rank)``: the sampler's order,
 the transforms' random state (in the training process) and the loader generator (from which MONAI
@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset, get_track_meta, set_track_meta
 from monai.data.utils import set_rnd
 from monai.transforms import (
     Compose,
@@ -132,6 +133,30 @@ def augmentations(dim: int, options: AugmentationConfig) -> list[Transform]:
     return steps
 
 
+class UntrackedCompose(Compose):
+    """A `Compose` run with MONAI's metadata tracking off (MetaTensor affines and transform history).
+
+    Training patches need neither, and tracking them doubled the cost of the random stage (about 20 ms
+    against 10 ms per hippocampus patch on a 2-core CPU). The switch is process-wide, so it is restored
+    as soon as the transforms return.
+    """
+
+    def __call__(
+        self,
+        input_: Any,
+        start: int = 0,
+        end: int | None = None,
+        threading: bool = False,
+        lazy: bool | None = None,
+    ) -> Any:
+        tracking = get_track_meta()
+        set_track_meta(False)
+        try:
+            return super().__call__(input_, start, end, threading, lazy)
+        finally:
+            set_track_meta(tracking)
+
+
 def random_transforms(
     dim: int, patch_size: Sequence[int], foreground_fraction: float, options: AugmentationConfig
 ) -> Compose:
@@ -146,9 +171,9 @@ def random_transforms(
         fg_indices_key=FG_KEY,
         bg_indices_key=BG_KEY,
     )
-    # MONAI's random transforms return MetaTensors; batches of them make every operation of the network
-    # pay MetaTensor's bookkeeping (about 15% of a 3D U-Net step on the CPU), so the patch leaves as a tensor.
-    return Compose(
+    # Batches of MetaTensors would make every operation of the network pay MetaTensor's bookkeeping
+    # (about 15% of a 3D U-Net step on the CPU), so the patch leaves as a plain tensor.
+    return UntrackedCompose(
         [crop, SelectItemsd(KEYS), *augmentations(dim, options), EnsureTyped(KEYS, track_meta=False)]
     )
 
@@ -167,7 +192,7 @@ def training_dataset(
     transform = Compose(
         [
             *cached_transforms(plan, patch_size).transforms,
-            *random_transforms(plan.dim, patch_size, foreground_fraction, options).transforms,
+            random_transforms(plan.dim, patch_size, foreground_fraction, options),
         ]
     )
     if cache == "memory":

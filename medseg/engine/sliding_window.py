@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from medseg.engine.memory_format import channels_last_format, wants_channels_last
 from medseg.engine.precision import CHOICES, DTYPES, auto_precision
 from medseg.errors import ConfigError
 
@@ -51,9 +52,9 @@ class WindowSettings:
     #: Autocast of the forward pass: bf16, fp16, fp32, or auto (`medseg.engine.precision.auto_precision`).
     precision: str = "auto"
     accumulate: str = "fp16"
-    #: Channels-last memory format for the networks and their inputs: faster convolutions on recent GPUs
-    #: and on CPUs (a 3D U-Net's forward pass was 1.6× faster on this project's AVX2 CPU).
-    channels_last: bool = True
+    #: Channels-last memory format for the networks and their inputs: true, false, or auto (GPUs, and 3D
+    #: on CPUs, where a 3D U-Net's forward pass was 1.6× faster; `medseg.engine.memory_format`).
+    channels_last: bool | str = "auto"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -65,6 +66,8 @@ class WindowSettings:
             raise ConfigError(f"precision {self.precision!r}; use one of {', '.join(CHOICES)}")
         if self.precision == "auto":
             object.__setattr__(self, "precision", auto_precision(self.device))
+        channels_last = wants_channels_last(self.channels_last, self.device, len(self.roi_size))
+        object.__setattr__(self, "channels_last", channels_last)
         if self.accumulate not in ACCUMULATORS:
             raise ConfigError(f"accumulate {self.accumulate!r}; use one of {', '.join(ACCUMULATORS)}")
         if any(axis < 0 or axis >= len(self.roi_size) for axis in self.mirror_axes):
@@ -118,7 +121,7 @@ def window_scores(
     dtype = DTYPES[settings.precision]
     device_type = torch.device(settings.device).type
     if settings.channels_last and batch.ndim in (4, 5):
-        batch = batch.contiguous(memory_format=_channels_last(batch.ndim))
+        batch = batch.contiguous(memory_format=channels_last_format(batch.ndim - 2))
     passes = [(network, flips) for network in networks for flips in mirror_sets(settings.mirror_axes)]
     total: torch.Tensor | None = None
     softmax_sum: torch.Tensor | None = None
@@ -137,11 +140,6 @@ def window_scores(
         total = scores.float() if total is None else total.add_(scores)
     assert total is not None
     return total, softmax_sum
-
-
-def _channels_last(ndim: int) -> torch.memory_format:
-    """The channels-last memory format of a batch with `ndim` dimensions (4: 2D images, 5: volumes)."""
-    return torch.channels_last if ndim == 4 else torch.channels_last_3d
 
 
 def _pad_to_roi(image: torch.Tensor, roi: Sequence[int]) -> tuple[torch.Tensor, list[slice]]:
@@ -220,7 +218,7 @@ def _stitch(
         raise ConfigError(f"window {roi} does not fit an image of shape {tuple(image.shape)} (channel first)")
     if settings.channels_last and image.ndim in (3, 4):
         for network in networks:  # weights in the inputs' format, or every convolution converts them
-            network.to(memory_format=_channels_last(image.ndim + 1))
+            network.to(memory_format=channels_last_format(image.ndim - 1))
     padded, crop = _pad_to_roi(image, roi)
     # Windows are cut where the networks run: on a GPU the volume crosses once, not window by window.
     padded = padded.to(settings.device)

@@ -32,6 +32,7 @@ from medseg.engine import distributed
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from medseg.engine.config import RunConfig, save_config
 from medseg.engine.experiment import Experiment, prepare
+from medseg.engine.memory_format import channels_last_format, wants_channels_last
 from medseg.engine.optim import SegmentationLoss, make_optimizer, set_learning_rate
 from medseg.engine.pipeline import EpochLoader, training_dataset, validation_dataset
 from medseg.engine.precision import Precision, resolve_precision
@@ -69,13 +70,19 @@ class Trainer:
         self.precision: Precision = resolve_precision(config.precision, device)
         self.gpu = device.startswith("cuda")
         model = experiment.model_config.build().to(device)
-        if config.channels_last:
-            model = model.to(memory_format=self._memory_format())
+        dim = experiment.plan.dim
+        self.memory_format: torch.memory_format | None = None
+        if wants_channels_last(config.channels_last, device, dim):
+            self.memory_format = channels_last_format(dim)
+        if self.memory_format:
+            model = model.to(memory_format=self.memory_format)
         self.model = model
         self.network = distributed.wrap(model, context, device)
         if config.compile:
             self.network = torch.compile(self.network)
-        self.loss = SegmentationLoss(config.loss, config.deep_supervision_weights)
+        self.loss = SegmentationLoss(
+            config.loss, config.deep_supervision_weights, config.batch_dice, config.dice_background
+        )
         self.optimizer = make_optimizer(
             model.parameters(), config.optimizer, config.learning_rate, config.weight_decay, config.momentum
         )
@@ -88,9 +95,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
     # ----- checkpoints -----------------------------------------------------------------------------------
-    def _memory_format(self) -> torch.memory_format:
-        return torch.channels_last_3d if self.experiment.plan.dim == 3 else torch.channels_last
-
     def _save(self, name: str, full_state: bool, extra: dict[str, Any] | None = None) -> None:
         training: dict[str, Any] = {
             "epoch": self.epoch,
@@ -156,8 +160,8 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         image = batch["image"].to(self.device, non_blocking=True)
         label = batch["label"].to(self.device, non_blocking=True)
-        if self.config.channels_last:
-            image = image.contiguous(memory_format=self._memory_format())
+        if self.memory_format:
+            image = image.contiguous(memory_format=self.memory_format)
         self.optimizer.zero_grad(set_to_none=True)
         with self.precision.autocast():
             output = self.network(image)

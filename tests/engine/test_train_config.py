@@ -13,10 +13,12 @@ from medseg.cli.main import main
 from medseg.engine import precision
 from medseg.engine.checkpoint import load_checkpoint
 from medseg.engine.config import RunConfig, config_from_dict, load_config
+from medseg.engine.distributed import Context
 from medseg.engine.experiment import prepare
+from medseg.engine.memory_format import wants_channels_last
 from medseg.engine.precision import resolve_precision
 from medseg.engine.sliding_window import WindowSettings
-from medseg.engine.trainer import fit
+from medseg.engine.trainer import Trainer, fit
 from medseg.errors import ConfigError, InputError
 
 
@@ -57,6 +59,7 @@ def test_unknown_key_names_the_key_and_the_valid_ones(manifest, tmp_path):
         ({"optimizer": "adam"}, r"optimizer must be one of sgd, adamw, got 'adam'"),
         ({"fold": 5}, r"fold must be in 0\.\.4"),
         ({"precision": "fp8"}, r"precision must be one of auto, bf16, fp16, fp32"),
+        ({"channels_last": "yes"}, r"channels_last must be auto, true or false, got 'yes'"),
     ],
 )
 def test_bad_values_are_refused(manifest, tmp_path, change, pattern):
@@ -120,6 +123,17 @@ def test_precision_fp16_needs_a_gpu_and_auto_is_bf16_only_on_cpus_that_run_it_na
         monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda native=native: native)
         assert resolve_precision("auto", "cpu").name == name
         assert WindowSettings((8, 8)).precision == name
+
+
+def test_channels_last_auto_means_gpus_and_3d_on_cpus(manifest, tmp_path):
+    assert [wants_channels_last("auto", "cpu", dims) for dims in (2, 3)] == [False, True]
+    assert wants_channels_last("auto", "cuda", 2) and not wants_channels_last(False, "cuda", 3)
+    assert WindowSettings((8, 8)).channels_last is False and WindowSettings((8, 8, 8)).channels_last is True
+    assert WindowSettings((8, 8), channels_last=True).channels_last is True
+    trainer = Trainer(prepare(config_from_dict(tiny_config(manifest, tmp_path))), Context(), "cpu")
+    weight = next(p for p in trainer.model.parameters() if p.ndim == 5 and p.shape[1] > 1)
+    assert trainer.memory_format == torch.channels_last_3d
+    assert weight.is_contiguous(memory_format=torch.channels_last_3d) and not weight.is_contiguous()
 
 
 @pytest.mark.gpu
