@@ -74,7 +74,6 @@ class Trainer:
         self.memory_format: torch.memory_format | None = None
         if wants_channels_last(config.channels_last, device, dim):
             self.memory_format = channels_last_format(dim)
-        if self.memory_format:
             model = model.to(memory_format=self.memory_format)
         self.model = model
         self.network = distributed.wrap(model, context, device)
