@@ -169,7 +169,7 @@ def infer(
     ensemble = load_ensemble([model_file], device).to(device)
     settings = ensemble.settings(
         overlap=overlap,
-        mirror_axes=tuple(range(ensemble.plan.dim)) if tta else (),
+        tta=tta,
         precision=precision,
         device=device,
     )

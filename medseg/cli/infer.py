@@ -49,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--roi", type=int, nargs="+", default=None, help="window size (default: the plan's patch)"
     )
     windows.add_argument(
-        "--tta", action="store_true", help="mirroring test-time augmentation over every axis"
+        "--tta",
+        action="store_true",
+        help="mirroring test-time augmentation along the axes the model was trained to mirror (the "
+        "plan's mirror_axes: none for radiographs)",
     )
     windows.add_argument(
         "--precision",
@@ -150,11 +153,13 @@ def run(args: argparse.Namespace) -> int:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = _device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     ensemble = load_ensemble(args.model, device).to(device)
+    if args.tta and not ensemble.plan.mirroring:
+        logger.warning("--tta does nothing: the model was trained without mirroring (plan mirror_axes: [])")
     settings = ensemble.settings(
         roi_size=tuple(args.roi) if args.roi else None,
         overlap=args.overlap,
         batch_size=args.batch_size,
-        mirror_axes=tuple(range(ensemble.plan.dim)) if args.tta else (),
+        tta=args.tta,
         precision=args.precision,
         accumulate=args.accumulate,
         channels_last=args.channels_last,

@@ -13,6 +13,8 @@ is a small method, so a subclass (or a person editing plans.json) can change one
 * `normalization`: per channel, chosen from the modality: CT clips to the foreground 0.5-99.5
   percentiles and z-scores with the foreground mean/std of the whole dataset; MR z-scores each case on
   its own; X-ray maps each case's 0.5-99.5 percentiles to 0-1.
+* `mirror_axes`: the axes that training flips and test-time mirroring may use: none for radiographs,
+  not the left-right axis when a label names a side, every axis otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,7 +57,15 @@ class Plan:
     interpolation: dict[str, str] = field(default_factory=lambda: {"image": "linear", "label": "nearest"})
     fingerprint: dict[str, Any] = field(default_factory=dict)
     heuristics: dict[str, Any] = field(default_factory=dict)
+    #: Spatial axes (0 = first array axis) that training flips and test-time mirroring may use. None, as
+    #: in plans written before this field existed, means every axis.
+    mirror_axes: list[int] | None = None
     version: int = PLAN_VERSION
+
+    @property
+    def mirroring(self) -> tuple[int, ...]:
+        """The axes mirroring may use (`mirror_axes`, or every axis when it is None)."""
+        return tuple(range(self.dim)) if self.mirror_axes is None else tuple(self.mirror_axes)
 
     @property
     def label_names(self) -> dict[int, str]:
@@ -101,6 +112,15 @@ class Planner:
     DEFAULT_SCHEME: ClassVar[str] = "zscore"
     #: Per-case percentiles (in %) mapped to 0 and 1 by the X-ray scheme.
     PERCENTILE_RANGE: ClassVar[tuple[float, float]] = (0.5, 99.5)
+    #: Normalisation schemes of images that are never mirrored: a radiograph is one fixed projection
+    #: whose left and right (heart, liver) and top and bottom differ, so a mirrored one shows the network
+    #: anatomy that does not occur (chest X-ray lungs: 0.966 Dice with flips, see docs/training.md).
+    UNMIRRORED_SCHEMES: ClassVar[tuple[str, ...]] = ("percentile",)
+    #: Words in a label name that tie it to one side of the body: mirroring left-right would swap such
+    #: classes (TotalSegmentator also trains without left-right mirroring for this reason).
+    SIDE_WORDS: ClassVar[tuple[str, ...]] = ("left", "right")
+    #: The left-right array axis of a plan oriented to RAS (3D).
+    LEFT_RIGHT_AXIS: ClassVar[int] = 0
 
     def __init__(self, fingerprint: dict[str, Any]) -> None:
         self.fingerprint = fingerprint
@@ -192,10 +212,20 @@ class Planner:
                 used[name] = value[self.dim] if isinstance(value, dict) else value
         return used
 
+    def mirror_axes(self, normalization: list[dict[str, Any]], labels: dict[str, str]) -> list[int]:
+        """Axes safe to mirror (`UNMIRRORED_SCHEMES`, `SIDE_WORDS`, `LEFT_RIGHT_AXIS`)."""
+        if any(channel["scheme"] in self.UNMIRRORED_SCHEMES for channel in normalization):
+            return []
+        words = {word for name in labels.values() for word in re.split(r"[^a-z]+", str(name).lower())}
+        if self.dim == 3 and words & set(self.SIDE_WORDS):
+            return [axis for axis in range(self.dim) if axis != self.LEFT_RIGHT_AXIS]
+        return list(range(self.dim))
+
     def plan(self, dataset_info: dict[str, Any]) -> Plan:
         """The full plan; `dataset_info` (name, source, labels, modalities...) is stored as given."""
         spacing = self.target_spacing()
         patch = self.patch_size(spacing)
+        normalization = [self.normalization(channel) for channel in self.fingerprint["intensity"]]
         summary = {key: value for key, value in self.fingerprint.items() if key not in ("spacings", "shapes")}
         return Plan(
             dataset=dataset_info,
@@ -205,9 +235,10 @@ class Planner:
             patch_size=patch,
             batch_size=self.batch_size(patch),
             pool_counts=self.pool_counts(patch, spacing),
-            normalization=[self.normalization(channel) for channel in self.fingerprint["intensity"]],
+            normalization=normalization,
             fingerprint=summary,
             heuristics=self.heuristics(),
+            mirror_axes=self.mirror_axes(normalization, dataset_info.get("labels", {})),
         )
 
 
@@ -234,6 +265,10 @@ def load_plan(path: str | os.PathLike) -> Plan:
     for axis, (size, count) in enumerate(zip(plan.patch_size, plan.pool_counts, strict=True)):
         if size % 2**count:
             raise InputError(path, f"patch_size[{axis}] = {size} is not divisible by 2**{count}")
+    if any(not 0 <= axis < plan.dim for axis in plan.mirroring):
+        raise InputError(
+            path, f"mirror_axes {plan.mirror_axes} must be axes 0..{plan.dim - 1} (or null for all)"
+        )
     for channel in plan.normalization:
         if channel.get("scheme") not in NORMALIZATION_SCHEMES:
             raise InputError(

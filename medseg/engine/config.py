@@ -38,6 +38,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 class AugmentationConfig:
     """Random transforms applied to each training patch (probabilities in 0..1; nnU-Net-like defaults)."""
 
+    #: Random flips along the plan's `mirror_axes` (none for radiographs; false also turns off
+    #: test-time mirroring for the model, since its plan then mirrors nothing).
     flip: bool = True
     #: Probability of a random rotation + scaling (one affine resampling).
     affine_prob: float = 0.2

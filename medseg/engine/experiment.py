@@ -51,7 +51,7 @@ class Experiment:
 
 def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
     """The configured plans.json, or a plan computed from the dataset now; `target_spacing` and
-    `patch_size` override it."""
+    `patch_size` override it, and ``augmentation.flip: false`` empties its `mirror_axes`."""
     if config.plan:
         plan = load_plan(config.plan)
     else:
@@ -71,6 +71,8 @@ def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
         plan = dataclasses.replace(plan, target_spacing=[float(s) for s in config.target_spacing])
     if config.patch_size is not None:  # checkpoints carry the plan: inference windows = training patches
         plan = dataclasses.replace(plan, patch_size=[int(s) for s in config.patch_size])
+    if not config.augmentation.flip:  # nor may test-time augmentation mirror a model never trained so
+        plan = dataclasses.replace(plan, mirror_axes=[])
     return plan
 
 

@@ -80,9 +80,14 @@ class Ensemble:
     def num_classes(self) -> int:
         return int(self.model["out_channels"])
 
-    def settings(self, **overrides: Any) -> WindowSettings:
-        """Window settings for this ensemble: the plan's patch size unless `overrides` says otherwise."""
-        values: dict[str, Any] = {"roi_size": tuple(self.plan.patch_size), "batch_size": SW_BATCH_SIZE}
+    def settings(self, tta: bool = False, **overrides: Any) -> WindowSettings:
+        """Window settings for this ensemble: the plan's patch size unless `overrides` says otherwise;
+        `tta` mirrors along the plan's mirror axes (those the networks were trained to be mirrored on)."""
+        values: dict[str, Any] = {
+            "roi_size": tuple(self.plan.patch_size),
+            "batch_size": SW_BATCH_SIZE,
+            "mirror_axes": self.plan.mirroring if tta else (),
+        }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return WindowSettings(**values)
 

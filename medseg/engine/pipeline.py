@@ -6,8 +6,9 @@ Training cases go through two stages:
    the plan's preprocessing (`medseg.data.presets.preprocessing`: orientation, spacing, normalisation),
    padding to at least one patch, and the foreground/background voxel indices the sampler needs;
 2. random, every time a case is drawn: one patch, centred on a foreground voxel with probability
-   `foreground_fraction` (nnU-Net: a third), then flips, rotation + scaling, intensity, gamma and noise
-   (elastic deformation optional). This stage runs with MONAI's metadata tracking off (`UntrackedCompose`).
+   `foreground_fraction` (nnU-Net: a third), then flips (along the plan's mirror axes), rotation +
+   scaling, intensity, gamma and noise (elastic deformation optional). This stage runs with MONAI's
+   metadata tracking off (`UntrackedCompose`).
 
 Randomness is re-seeded at the start of every epoch from ``(seed, epoch, rank)``: the sampler's order,
 the transforms' random state (in the training process) and the loader generator (from which MONAI
@@ -88,11 +89,12 @@ def cached_transforms(plan: Plan, patch_size: Sequence[int]) -> Compose:
     )
 
 
-def augmentations(dim: int, options: AugmentationConfig) -> list[Transform]:
-    """The random transforms applied to one patch (see the module docstring)."""
+def augmentations(dim: int, options: AugmentationConfig, mirror_axes: Sequence[int]) -> list[Transform]:
+    """The random transforms applied to one patch (see the module docstring); flips only along
+    `mirror_axes` (the plan's `mirroring`)."""
     steps: list[Transform] = []
     if options.flip:
-        steps += [RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(dim)]
+        steps += [RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in mirror_axes]
     if options.affine_prob > 0:
         angle = math.radians(options.rotate_degrees)
         steps.append(
@@ -158,7 +160,7 @@ class UntrackedCompose(Compose):
 
 
 def random_transforms(
-    dim: int, patch_size: Sequence[int], foreground_fraction: float, options: AugmentationConfig
+    plan: Plan, patch_size: Sequence[int], foreground_fraction: float, options: AugmentationConfig
 ) -> Compose:
     """Sample one patch from a cached case and augment it; plain tensors out (see below)."""
     crop = RandCropByPosNegLabeld(
@@ -174,7 +176,12 @@ def random_transforms(
     # Batches of MetaTensors would make every operation of the network pay MetaTensor's bookkeeping
     # (about 15% of a 3D U-Net step on the CPU), so the patch leaves as a plain tensor.
     return UntrackedCompose(
-        [crop, SelectItemsd(KEYS), *augmentations(dim, options), EnsureTyped(KEYS, track_meta=False)]
+        [
+            crop,
+            SelectItemsd(KEYS),
+            *augmentations(plan.dim, options, plan.mirroring),
+            EnsureTyped(KEYS, track_meta=False),
+        ]
     )
 
 
@@ -192,7 +199,7 @@ def training_dataset(
     transform = Compose(
         [
             *cached_transforms(plan, patch_size).transforms,
-            random_transforms(plan.dim, patch_size, foreground_fraction, options),
+            random_transforms(plan, patch_size, foreground_fraction, options),
         ]
     )
     if cache == "memory":

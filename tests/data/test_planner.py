@@ -40,6 +40,7 @@ def test_hippocampus_plan_spacing_patch_and_batch(hippocampus_plan, datasets_dir
     assert min(plan.pool_counts) >= 2
     assert Planner.MIN_BATCH_SIZE <= plan.batch_size <= 32
     assert plan.normalization == [{"modality": "MRI", "scheme": "zscore", "nonzero": False}]
+    assert plan.mirror_axes == [0, 1, 2]  # anterior/posterior labels: every axis may be mirrored
 
 
 def test_intensity_statistics_match_all_foreground_voxels(hippocampus_plan, datasets_dir):
@@ -103,6 +104,31 @@ def test_anisotropic_ct_gets_finer_coarse_axis_budgeted_patch_and_ct_normalisati
         "mean": 80.0,
         "std": 40.0,
     }
+
+
+def test_mirror_axes_spare_radiographs_and_sided_labels():
+    ct_3d = Planner(_synthetic_fingerprint([[0.8, 0.8, 2.0]] * 4, [[256, 256, 100]] * 4))
+    info = {"labels": {"0": "background", "1": "liver", "2": "spleen"}}
+    assert ct_3d.plan(info).mirror_axes == [0, 1, 2]
+    sided = {"labels": {"0": "background", "1": "kidney_left", "2": "Right lung"}}
+    assert ct_3d.plan(sided).mirror_axes == [1, 2]  # a left-right flip would swap these classes
+    assert ct_3d.plan({"labels": {"1": "bright spot"}}).mirror_axes == [0, 1, 2]  # "bright" is no side
+    xray = Planner(_synthetic_fingerprint([[1.0, 1.0]] * 4, [[512, 512]] * 4, modality="DX"))
+    plan = xray.plan({"labels": {"0": "background", "1": "lung"}})
+    assert plan.normalization[0]["scheme"] == "percentile"
+    assert plan.mirror_axes == [] and plan.mirroring == ()
+
+
+def test_plans_without_mirror_axes_mirror_every_axis_and_bad_axes_are_refused(tmp_path, hippocampus_plan):
+    path = save_plan(hippocampus_plan, tmp_path / "plans.json")
+    written_before_the_field = json.loads(path.read_text())
+    del written_before_the_field["mirror_axes"]
+    path.write_text(json.dumps(written_before_the_field))
+    assert load_plan(path).mirroring == (0, 1, 2)
+    written_before_the_field["mirror_axes"] = [1, 3]
+    path.write_text(json.dumps(written_before_the_field))
+    with pytest.raises(InputError, match=r"mirror_axes \[1, 3\] must be axes 0..2"):
+        load_plan(path)
 
 
 def test_plan_round_trip_and_hand_edits_are_checked(tmp_path, hippocampus_plan):

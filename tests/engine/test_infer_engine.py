@@ -168,6 +168,21 @@ def test_model_folders_and_mismatched_ensembles(tmp_path):
         checkpoint_paths([tmp_path / "empty"])
 
 
+def test_test_time_mirroring_uses_only_the_axes_the_plan_allows(tmp_path):
+    from dataclasses import replace
+
+    from infer_models import save_threshold_checkpoint
+
+    ensemble = load_ensemble([save_threshold_checkpoint(tmp_path / "m.pt", 3, [1.0, 1.0, 1.0], [16, 16, 16])])
+    assert ensemble.plan.mirror_axes is None  # a plan from before the field: every axis
+    assert ensemble.settings(tta=True).mirror_axes == (0, 1, 2)
+    assert ensemble.settings().mirror_axes == ()
+    ensemble.plan = replace(ensemble.plan, mirror_axes=[1, 2])  # e.g. labels that name a side
+    assert ensemble.settings(tta=True).mirror_axes == (1, 2)
+    ensemble.plan = replace(ensemble.plan, mirror_axes=[])  # e.g. a radiograph model
+    assert ensemble.settings(tta=True).mirror_axes == ()
+
+
 def test_labels_are_exact_for_a_threshold_model_on_the_plan_grid(tmp_path):
     """A 1 mm RAS image under a 1 mm plan: preprocessing is the identity, so labels equal the threshold."""
     from infer_models import THRESHOLD_HU, save_threshold_checkpoint

@@ -8,7 +8,7 @@ from train_fixtures import hippocampus_manifest, tiny_config
 
 from medseg.engine.config import AugmentationConfig, config_from_dict
 from medseg.engine.experiment import prepare
-from medseg.engine.pipeline import EpochLoader, EpochSampler, training_dataset
+from medseg.engine.pipeline import EpochLoader, EpochSampler, augmentations, training_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,6 +48,32 @@ def test_memory_disk_and_no_cache_give_the_same_patches_and_epochs_repeat(experi
     assert not torch.equal(memory[0]["image"], other_epoch[0]["image"])
     labels = torch.cat([batch["label"] for batch in memory])
     assert set(labels.unique().tolist()) <= {0, 1, 2} and (labels > 0).any()
+
+
+def test_flips_only_along_the_plans_mirror_axes(datasets_dir, tmp_path):
+    flips_only = AugmentationConfig(affine_prob=0, intensity_prob=0, gamma_prob=0, noise_prob=0)
+    image = torch.arange(4 * 5 * 6, dtype=torch.float32).reshape(1, 4, 5, 6)  # no symmetry on any axis
+    seen = set()
+    for seed in range(24):
+        steps = augmentations(3, flips_only, mirror_axes=(1, 2))
+        for index, step in enumerate(steps):
+            step.set_random_state(seed * len(steps) + index)
+        data = {"image": image.clone(), "label": image.clone()}
+        for step in steps:
+            data = step(data)
+        flipped = [
+            axes  # spatial axes: tensor dimension 0 is the channel
+            for axes in ((), (1,), (2,), (1, 2))
+            if torch.equal(torch.as_tensor(data["image"]), image.flip([axis + 1 for axis in axes]))
+        ]
+        assert len(flipped) == 1 and torch.equal(data["label"], data["image"])  # never along axis 0
+        seen.add(flipped[0])
+    assert seen == {(), (1,), (2,), (1, 2)}
+    assert augmentations(2, flips_only, mirror_axes=()) == []
+
+    manifest = hippocampus_manifest(datasets_dir, tmp_path, train=2, val=1)
+    config = tiny_config(manifest, tmp_path / "run", augmentation={"flip": False})
+    assert prepare(config_from_dict(config)).plan.mirror_axes == []  # nor test-time mirroring later
 
 
 def test_epoch_sampler_splits_each_epoch_between_ranks_without_overlap():
