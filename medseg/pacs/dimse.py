@@ -84,8 +84,8 @@ class DimseClient(PacsClient):
             raise PacsError(f"association rejected by {config.describe()} (check the AE titles)")
         if not association.is_established:
             raise PacsError(
-                f"association with {config.describe()} failed (unreachable, TLS refused, "
-                "or no proposed presentation context accepted)"
+                f"association with {config.describe()} failed (unreachable, TLS refused, AE titles "
+                "not accepted, or no proposed presentation context accepted)"
             )
         refused = {uid for uid, _ in contexts} - {cx.abstract_syntax for cx in association.accepted_contexts}
         if refused:
