@@ -4,7 +4,9 @@ A small 3D U-Net is first trained for ``--train-seconds`` on synthetic CT phanto
 so the accuracy check runs on meaningful scores. Then, per volume size:
 
 * medseg: `medseg.engine.sliding_window.segment` with its defaults (``auto`` precision: bf16 where the CPU
-  runs it natively, else float32; channels-last; float16 slab buffer, argmax slab by slab);
+  runs it natively, else float32; channels-last; float16 slab buffer, argmax slab by slab); with
+  ``--compile`` its networks run through `torch.compile`, as ``medseg infer --compile`` does (the
+  one-off compile time is printed on its own line, not counted);
 * MONAI: ``sliding_window_inference`` in float32 with the same window, overlap, window batch size and
   gaussian blending (other arguments at their defaults), then argmax: the reference for speed and
   agreement;
@@ -45,7 +47,7 @@ from medseg.data.phantom import PhantomConfig, generate_case
 from medseg.engine.checkpoint import ModelConfig, save_checkpoint
 from medseg.engine.memory_format import channels_last_format
 from medseg.engine.precision import resolve_precision
-from medseg.engine.sliding_window import WindowSettings, segment, window_starts
+from medseg.engine.sliding_window import WindowSettings, compiled, segment, window_starts
 from medseg.engine.training import TrainConfig, train
 
 #: CT window (HU) mapped to 0..1 before the network, as a plan's "window" scheme does.
@@ -102,8 +104,12 @@ def window_count(size: tuple[int, ...], roi: tuple[int, ...], overlap: float) ->
 def forward_floor(
     model: torch.nn.Module, volume: torch.Tensor, windows: int, settings: WindowSettings
 ) -> float:
-    """Seconds for the network alone over `windows` windows in `settings`' batches, precision and format."""
+    """Seconds for the network alone over `windows` windows in `settings`' batches, precision and format
+    (compiled, with full batches only, when medseg's runs are)."""
     roi, batch_size = settings.roi_size, settings.batch_size
+    if settings.compile:
+        model = compiled(model)
+        windows = math.ceil(windows / batch_size) * batch_size
     batch = torch.stack([volume[(slice(None), *(slice(0, r) for r in roi))]] * batch_size)
     if settings.channels_last:
         batch = batch.contiguous(memory_format=channels_last_format(len(roi)))
@@ -125,17 +131,26 @@ def timed(function):
 
 
 def compare(
-    model: torch.nn.Module, size, roi, overlap: float, batch_size: int, repeats: int, device: str
+    model: torch.nn.Module,
+    size,
+    roi,
+    overlap: float,
+    batch_size: int,
+    repeats: int,
+    device: str,
+    compile: bool,
 ) -> list[dict[str, object]]:
     volume = test_volume(size)
     windows = window_count(size, roi, overlap)
-    settings = WindowSettings(tuple(roi), overlap, batch_size, device=device)
+    settings = WindowSettings(tuple(roi), overlap, batch_size, device=device, compile=compile)
     model = model.to(device)
     # MONAI gets its own copy in PyTorch's default memory format: `segment` makes medseg's channels-last.
     baseline = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     ours_s = theirs_s = defaults_s = floor_s = float("inf")
     with torch.no_grad():
-        segment([model], volume[:, :64, :64, :64], settings)  # warm-up (oneDNN or cuDNN kernels)
+        # Warm-up: oneDNN or cuDNN kernels and, with --compile, compiling the one batch shape.
+        _, warmup_s = timed(lambda: segment([model], volume[:, :64, :64, :64], settings))
+        print(f"medseg warm-up (compile {compile}): {warmup_s:.1f} s, once per process", flush=True)
         baseline(volume[None, :, :64, :64, :64].to(device))
         for _ in range(repeats):  # interleaved, best of each: the CPU is shared and its load drifts
             ours, seconds = timed(lambda: segment([model], volume, settings))
@@ -165,7 +180,7 @@ def compare(
     return [
         row(
             label,
-            f"medseg segment ({settings.precision}, fp16 slabs, channels-last)",
+            f"medseg segment ({settings.precision}, fp16 slabs, channels-last{', compiled' * compile})",
             windows=windows,
             seconds=ours_s,
             speedup_vs_monai=theirs_s / ours_s,
@@ -190,7 +205,7 @@ def compare(
         ),
         row(
             label,
-            f"forward passes only ({settings.precision}, channels-last: the floor)",
+            f"forward passes only ({settings.precision}, channels-last{', compiled' * compile}: the floor)",
             windows=windows,
             seconds=floor_s,
             vs_floor=1.0,
@@ -293,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--memory-child", nargs=2, metavar=("SIZE", "CLASSES"), help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where the methods run")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="medseg (and its floor) with torch.compile, as `infer --compile`",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     roi = tuple(args.roi)
@@ -305,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     model = trained_model(args.train_seconds, TRAIN_PATCH)
     rows = []
     for size in args.sizes:
-        rows += compare(model, size, roi, args.overlap, args.batch_size, args.repeats, args.device)
+        rows += compare(
+            model, size, roi, args.overlap, args.batch_size, args.repeats, args.device, args.compile
+        )
         print(f"{'x'.join(map(str, size))} done", flush=True)
     if not args.no_memory:
         rows.append(memory_row(args.memory_size, args.memory_classes, tuple(args.memory_roi), args.overlap))

@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the networks in channels-first memory format (default: channels-last on GPUs and for "
         "3D on CPUs, where it is faster)",
     )
+    windows.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the networks through torch.compile: 1.6x faster 3D forward passes on a CPU after "
+        "7-17 s of compiling once; worth it for folders of 3D studies",
+    )
     windows.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     post = parser.add_argument_group("post-processing")
     post.add_argument(
@@ -163,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         accumulate=args.accumulate,
         channels_last=args.channels_last,
+        compile=args.compile,
         device=device,
     )
     postprocessing = PostProcessing(
