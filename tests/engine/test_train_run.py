@@ -115,6 +115,24 @@ def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
         assert torch.equal(tensor, resumed["model"].state_dict()[name]), name
 
 
+def test_compiled_training_follows_the_eager_losses_and_saves_plain_weights(manifest, tmp_path):
+    """`compile: true` (torch.compile of the training network): same losses as eager to rounding, and a
+    checkpoint that loads into the plain network (no `_orig_mod.` prefixes)."""
+
+    def losses(output, compile):
+        seen = []
+        config = config_from_dict(tiny_config(manifest, output, compile=compile, deterministic=True))
+        fit(config, on_step=lambda step, loss: seen.append(loss))
+        return seen
+
+    eager = losses(tmp_path / "eager", compile=False)
+    compiled = losses(tmp_path / "compiled", compile=True)
+    torch._dynamo.reset()
+    assert len(compiled) == len(eager) == 6
+    np.testing.assert_allclose(compiled, eager, rtol=2e-3)
+    model_from_checkpoint(load_checkpoint(tmp_path / "compiled" / "best.pt"))  # strict load
+
+
 def test_crossval_gathers_the_fold_results_into_one_table(trained, capsys):
     config, summary = trained
     assert main(["crossval", str(config.output_dir.parent)]) == 0
