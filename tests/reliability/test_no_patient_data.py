@@ -15,6 +15,7 @@ import pydicom
 import pytest
 from dicom_factory import ct_image
 from infer_models import THRESHOLD_HU, save_threshold_checkpoint
+from pydicom.valuerep import validate_value
 
 from medseg.cli.main import main
 from medseg.engine.batch import PSEUDONYM_PREFIX
@@ -107,6 +108,11 @@ def test_anonymized_seg_carries_a_pseudonym_and_still_references_its_source(stud
     pseudonym = PSEUDONYM_PREFIX + result.name
     assert (str(seg.PatientName), seg.PatientID, seg.PatientBirthDate) == (pseudonym, pseudonym, "")
     assert seg.PatientIdentityRemoved == "YES"
+    for element in seg.iterall():  # every text value fits its VR (DeidentificationMethod is a LO: 64)
+        if element.VR in ("AE", "CS", "DA", "LO", "LT", "PN", "SH", "ST", "TM", "UI") and element.value:
+            values = element.value if element.VM > 1 else [element.value]
+            for value in values:
+                validate_value(element.VR, value, pydicom.config.RAISE)
     source = pydicom.dcmread(next((studies / "in" / "good").iterdir()))
     [referenced] = seg.ReferencedSeriesSequence
     assert referenced.SeriesInstanceUID == source.SeriesInstanceUID

@@ -51,8 +51,8 @@ REMOVED = (
     "ContentDate",
     "AcquisitionDateTime",
 )
-#: What DeidentificationMethod says.
-METHOD = "medseg --anonymize: patient replaced by a pseudonym, identifying attributes emptied; UIDs kept"
+#: What DeidentificationMethod says (a LO: at most 64 characters).
+METHOD = "medseg anonymize: pseudonym, identifiers emptied, UIDs kept"
 
 
 def anonymize(ds: pydicom.Dataset, pseudonym: str) -> pydicom.Dataset:
