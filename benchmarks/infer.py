@@ -108,7 +108,7 @@ def forward_floor(
     (compiled, with full batches only, when medseg's runs are)."""
     roi, batch_size = settings.roi_size, settings.batch_size
     if settings.compile:
-        model = compiled(model)
+        model = compiled(model, settings.device)
         windows = math.ceil(windows / batch_size) * batch_size
     batch = torch.stack([volume[(slice(None), *(slice(0, r) for r in roi))]] * batch_size)
     if settings.channels_last:

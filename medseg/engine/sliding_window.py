@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from medseg.engine.compilation import compile_network
 from medseg.engine.memory_format import channels_last_format, wants_channels_last
 from medseg.engine.precision import CHOICES, DTYPES, auto_precision
 from medseg.errors import ConfigError
@@ -146,11 +147,11 @@ def window_scores(
     return total, softmax_sum
 
 
-def compiled(network: torch.nn.Module) -> torch.nn.Module:
-    """`network` under `torch.compile` with static shapes. Dynamo keeps what it compiled with the
-    network's code, guarded by the network itself, so wrapping the same network again (every volume)
-    reuses the compiled graph instead of compiling anew."""
-    return torch.compile(network, dynamic=False)
+def compiled(network: torch.nn.Module, device: str) -> torch.nn.Module:
+    """`network` under `torch.compile` with static shapes (uncompiled, with a warning, where it cannot
+    be: `medseg.engine.compilation`). Dynamo keeps what it compiled with the network's code, guarded by
+    the network itself, so wrapping the same network again (every volume) reuses the compiled graph."""
+    return compile_network(network, device, dynamic=False)
 
 
 def _pad_to_roi(image: torch.Tensor, roi: Sequence[int]) -> tuple[torch.Tensor, list[slice]]:
@@ -231,7 +232,7 @@ def _stitch(
         for network in networks:  # weights in the inputs' format, or every convolution converts them
             network.to(memory_format=channels_last_format(image.ndim - 1))
     if settings.compile:
-        networks = [compiled(network) for network in networks]
+        networks = [compiled(network, settings.device) for network in networks]
     padded, crop = _pad_to_roi(image, roi)
     # Windows are cut where the networks run: on a GPU the volume crosses once, not window by window.
     padded = padded.to(settings.device)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from medseg.data.planner import save_plan
 from medseg.engine import distributed
 from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg.engine.compilation import compile_network
 from medseg.engine.config import RunConfig, save_config
 from medseg.engine.experiment import Experiment, prepare
 from medseg.engine.memory_format import channels_last_format, wants_channels_last
@@ -78,7 +79,7 @@ class Trainer:
         self.model = model
         self.network = distributed.wrap(model, context, device)
         if config.compile:
-            self.network = torch.compile(self.network)
+            self.network = compile_network(self.network, device)
         self.loss = SegmentationLoss(
             config.loss, config.deep_supervision_weights, config.batch_dice, config.dice_background
         )
