@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compile",
         action="store_true",
         help="run the networks through torch.compile: 1.6x faster 3D forward passes on a CPU after "
-        "7-17 s of compiling once; worth it for folders of 3D studies",
+        "3-17 s of compiling once; worth it for folders of 3D studies",
     )
     windows.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     post = parser.add_argument_group("post-processing")

@@ -17,23 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def compile_unavailable(device: str) -> str | None:
-    """Why `torch.compile` cannot run on `device` here, or None when it can."""
+    """Why `torch.compile` cannot run on `device` here, or None when it can. (Torch caches its own
+    compiler search, so asking again for every volume costs nothing.)"""
     if torch.device(device).type != "cpu":
         return None
-    try:
-        from torch._inductor import config
-
-        compilers = config.cpp.cxx
-    except Exception as error:  # a torch without inductor's (private) configuration
-        return f"torch's inductor is not available ({type(error).__name__}: {error})"
-    return _cpu_compile_unavailable(
-        tuple(compilers) if isinstance(compilers, (list, tuple)) else (compilers,)
-    )
-
-
-@functools.cache
-def _cpu_compile_unavailable(compilers: tuple) -> str | None:
-    """`compile_unavailable` for the CPU, once per configured compiler list (the check runs g++)."""
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
 

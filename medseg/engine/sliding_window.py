@@ -58,7 +58,7 @@ class WindowSettings:
     channels_last: bool | str = "auto"
     device: str = "cpu"
     #: Run the networks through `torch.compile` (inductor): a 3D U-Net's forward pass was 1.6× faster on
-    #: a 2-core CPU, after 7-17 s of compiling once per process. Every batch is then padded to
+    #: a 2-core CPU, after 3-17 s of compiling once per process. Every batch is then padded to
     #: `batch_size` windows, so one compiled graph serves the whole run.
     compile: bool = False
 
