@@ -31,9 +31,11 @@ def volume() -> torch.Tensor:
     return torch.randn(1, 42, 34, 30, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize(("overlap", "batch_size"), [(0.5, 3), (0.6, 2)])
+@pytest.mark.parametrize(("overlap", "batch_size"), [(0.5, 3), (0.6, 2), (0.5, 4)])
 def test_slab_stitching_equals_monai_full_volume_blending(network, volume, overlap, batch_size):
-    """fp32 everywhere: the rolling slab buffer must give MONAI's gaussian-blended argmax exactly."""
+    """fp32 everywhere: the rolling slab buffer must give MONAI's gaussian-blended argmax exactly.
+
+    6 windows start at each of 3 places on the last axis: batches of 3 fit them, batches of 4 span two."""
     settings = WindowSettings((24, 24, 16), overlap, batch_size, precision="fp32", accumulate="fp32")
     ours = segment([network], volume, settings)
     with torch.no_grad():
@@ -45,6 +47,17 @@ def test_slab_stitching_equals_monai_full_volume_blending(network, volume, overl
     assert decided.float().mean() > 0.999
 
 
+def test_window_batches_span_slabs_so_only_the_last_is_short(network, volume):
+    """18 windows (6 at each of 3 starts on the last axis) in batches of 4: five passes, not six."""
+    sizes: list[int] = []
+    hook = network.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    try:
+        segment([network], volume, WindowSettings((24, 24, 16), 0.5, 4, precision="fp32"))
+    finally:
+        hook.remove()
+    assert sizes == [4, 4, 4, 4, 2]
+
+
 def test_half_precision_paths_agree_with_fp32(network, volume):
     settings = WindowSettings((24, 24, 16), precision="fp32", accumulate="fp32")
     reference = segment([network], volume, settings)
@@ -52,8 +65,8 @@ def test_half_precision_paths_agree_with_fp32(network, volume):
     assert (fast == reference).float().mean() > 0.98
 
 
-def test_compiled_networks_give_the_eager_labels_with_padded_last_batches(network, volume):
-    """torch.compile path: 6 windows per slab in batches of 4 leave a batch of 2, padded to 4."""
+def test_compiled_networks_give_the_eager_labels_with_a_padded_last_batch(network, volume):
+    """torch.compile path: 18 windows in batches of 4 (spanning slabs) leave a last batch of 2, padded."""
     from torch._dynamo.utils import counters
 
     def settings(compile: bool) -> WindowSettings:
