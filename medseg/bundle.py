@@ -30,9 +30,9 @@ import torch
 from monai.bundle import ConfigParser
 
 from medseg.data.phantom import PHANTOM_LABELS, PhantomConfig, write_cohort
-from medseg.engine.checkpoint import ModelConfig
+from medseg.engine.checkpoint import BEST, ModelConfig
 from medseg.engine.config import RunConfig, config_from_dict
-from medseg.engine.trainer import BEST, fit
+from medseg.engine.trainer import fit
 from medseg.errors import ConfigError, InputError
 from medseg.utils.atomic import atomic_path, write_text_atomic
 

@@ -1,6 +1,7 @@
 """`medseg train CONFIG`: train a model as a YAML/JSON config says (see docs/training.md).
 
-Options given on the command line override the file (``--fold``, ``--max-time``, ``--set key=value``).
+Options given on the command line override the file (``--fold``, ``--max-time``, ``--init-weights``,
+``--set key=value``).
 Under ``torchrun --nproc_per_node N`` each process trains on its share of the patches (DDP).
 ``medseg train --bundle DIR [--dataset_dir PATH]`` trains a MONAI bundle's configs/train.json instead and
 publishes the best checkpoint to the bundle's model file (see `medseg.bundle`).
@@ -40,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="run folder (overrides the config)")
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")
     parser.add_argument("--max-time", type=float, help="wall-clock budget in seconds (overrides the config)")
+    parser.add_argument(
+        "--init-weights",
+        metavar="MODEL",
+        help="fine-tune: start from this checkpoint, run folder (its best.pt) or bundle's weights",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     parser.add_argument("--check", action="store_true", help="check the config against the data and stop")
     parser.add_argument(
@@ -60,7 +66,13 @@ def overrides_from(args: argparse.Namespace) -> dict:
         if not separator:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = yaml.safe_load(value)
-    named = {"fold": args.fold, "output": args.output, "epochs": args.epochs, "max_time": args.max_time}
+    named = {
+        "fold": args.fold,
+        "output": args.output,
+        "epochs": args.epochs,
+        "max_time": args.max_time,
+        "init_weights": args.init_weights,
+    }
     overrides.update({key: value for key, value in named.items() if value is not None})
     if args.no_progress:
         overrides["progress"] = False

@@ -27,6 +27,8 @@ from medseg.errors import InputError
 from medseg.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "medseg-checkpoint-1"
+#: File names of a run folder's checkpoints: the best by validation Dice, and the last (for --resume).
+BEST, LAST = "best.pt", "last.pt"
 
 
 @dataclass(frozen=True)

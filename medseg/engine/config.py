@@ -77,6 +77,9 @@ class RunConfig:
     #: Model name from `medseg.models.list_models()` and its options.
     model: str = "dynunet"
     model_options: dict[str, Any] = field(default_factory=dict)
+    #: Fine-tuning: a checkpoint, or a model folder such as a bundle, whose network weights the run
+    #: starts from. Its network must be this one (model, options, channels and classes).
+    init_weights: str | None = None
     loss: str = "dice_ce"
     #: Dice over the whole batch at once instead of per patch, then averaged (nnU-Net's batch Dice).
     batch_dice: bool = False

@@ -21,8 +21,9 @@ from medseg.data.fingerprint import compute_fingerprint
 from medseg.data.loading import channel_paths
 from medseg.data.planner import Plan, Planner, load_plan
 from medseg.data.splits import Fold, kfold_splits, load_splits, save_splits, splits_from_records
-from medseg.engine.checkpoint import ModelConfig
+from medseg.engine.checkpoint import BEST, ModelConfig, load_checkpoint
 from medseg.engine.config import RunConfig
+from medseg.engine.inference import checkpoint_paths
 from medseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class Experiment:
     patch_size: list[int]
     batch_size: int
     steps_per_epoch: int
+    #: Network weights to start from (`RunConfig.init_weights`), checked against `model_config`.
+    initial_weights: dict[str, torch.Tensor] | None = None
 
 
 def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
@@ -137,6 +140,9 @@ def prepare(config: RunConfig) -> Experiment:
     model_config = ModelConfig(config.model, plan.dim, len(plan.normalization), max(class_names) + 1, options)
     with torch.device("meta"):
         model_config.build()  # unknown model or options fail here, before any data is read
+    initial_weights = None
+    if config.init_weights:
+        initial_weights = weights_to_fine_tune(config.init_weights, model_config, plan, class_names)
     fold = fold_of(config, dataset)
     by_id = {record["id"]: record for record in dataset.cases}
     train_records = [by_id[i] for i in fold["train"]]
@@ -155,4 +161,58 @@ def prepare(config: RunConfig) -> Experiment:
         patch_size,
         batch_size,
         steps,
+        initial_weights,
     )
+
+
+def weights_to_fine_tune(
+    source: str, model_config: ModelConfig, plan: Plan, class_names: dict[int, str]
+) -> dict[str, torch.Tensor]:
+    """The network weights of the checkpoint named by `source` (a file or a model folder), refused
+    unless its network is `model_config`; a warning where its plan or class names differ from the run's
+    (the weights then start from images prepared differently, which fine-tuning may be meant to do).
+    A run folder gives its ``best.pt``."""
+    paths = checkpoint_paths([source])
+    if len(paths) > 1:  # a run folder: its best checkpoint
+        paths = [path for path in paths if path.name == BEST]
+    if len(paths) != 1:
+        raise ConfigError(f"init_weights: {source} holds several checkpoints; name one of them")
+    state = load_checkpoint(paths[0])
+    saved = ModelConfig(**state["model"])
+    differences = [
+        f"{name} {getattr(saved, name)!r} (the run: {getattr(model_config, name)!r})"
+        for name in ("name", "spatial_dims", "in_channels", "out_channels", "options")
+        if _plain(getattr(saved, name)) != _plain(getattr(model_config, name))
+    ]
+    if differences:
+        raise ConfigError(
+            f"init_weights: {paths[0]} holds another network: {'; '.join(differences)}. "
+            "Set model and model_options to the checkpoint's to fine-tune it"
+        )
+    saved_plan = state.get("plan") or {}
+    for key in ("target_spacing", "normalization"):
+        if _plain(saved_plan.get(key)) != _plain(getattr(plan, key)):
+            log.warning(
+                "init_weights: %s was trained with %s %s; this run uses %s",
+                paths[0].name,
+                key,
+                saved_plan.get(key),
+                getattr(plan, key),
+            )
+    saved_names = {int(k): v for k, v in state.get("class_names", {}).items()}
+    if saved_names and saved_names != class_names:
+        log.warning(
+            "init_weights: %s names its classes %s; this run %s", paths[0].name, saved_names, class_names
+        )
+    return state["state_dict"]
+
+
+def _plain(value: object) -> object:
+    """`value` with tuples as lists and numbers as floats, so YAML, JSON and Python values compare."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value

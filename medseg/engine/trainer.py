@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from medseg.data.planner import save_plan
 from medseg.engine import distributed
-from medseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from medseg.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from medseg.engine.compilation import compile_network
 from medseg.engine.config import RunConfig, save_config
 from medseg.engine.experiment import Experiment, prepare
@@ -45,7 +45,7 @@ from medseg.utils.atomic import remove_temporaries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-BEST, LAST, VALIDATION = "best.pt", "last.pt", "validation.json"
+VALIDATION = "validation.json"
 #: Keys of the config that must not change when a run is resumed (the weights would not fit).
 RESUME_FIXED_KEYS = ("model", "model_options", "patch_size", "batch_size", "fold", "optimizer")
 
@@ -70,7 +70,10 @@ class Trainer:
         self.folder = config.output_dir
         self.precision: Precision = resolve_precision(config.precision, device)
         self.gpu = device.startswith("cuda")
-        model = experiment.model_config.build().to(device)
+        model = experiment.model_config.build()
+        if experiment.initial_weights is not None:  # fine-tuning; --resume then loads last.pt over it
+            model.load_state_dict(experiment.initial_weights)
+        model = model.to(device)
         dim = experiment.plan.dim
         self.memory_format: torch.memory_format | None = None
         if wants_channels_last(config.channels_last, device, dim):

@@ -113,6 +113,28 @@ def test_cli_prints_one_line_errors_and_checks_a_good_config(manifest, tmp_path,
     assert "--set expects KEY=VALUE" in capsys.readouterr().err
 
 
+def test_init_weights_must_name_a_checkpoint_of_the_same_network(manifest, tmp_path, capsys):
+    """`--init-weights`: a missing file, a folder of several non-run checkpoints and a checkpoint of
+    another network are refused with the path before any training (the fitting case is a slow test)."""
+    from medseg.engine.checkpoint import ModelConfig, save_checkpoint
+
+    good = write_yaml(tmp_path / "good.yaml", tiny_config(manifest, tmp_path / "run"))
+    assert main(["train", good, "--check", "--init-weights", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt: no such checkpoint file or model folder" in capsys.readouterr().err
+    config = ModelConfig("unet", 3, 1, 3, {"channels": [4, 8], "strides": [2], "num_res_units": 0})
+    folder = tmp_path / "models"
+    for name in ("a.pt", "b.pt"):
+        save_checkpoint(folder / name, config.build(), config, {}, {0: "background"})
+    assert main(["train", good, "--check", "--init-weights", str(folder)]) == 2
+    assert "holds several checkpoints; name one of them" in capsys.readouterr().err
+    assert main(["train", good, "--check", "--init-weights", str(folder / "a.pt")]) == 2
+    error = capsys.readouterr().err
+    assert (
+        "a.pt holds another network: options {'channels': [4, 8]" in error
+        and "(the run: {'channels': [8, 16, 32]" in error
+    )
+
+
 def test_precision_fp16_needs_a_gpu_and_auto_is_bf16_only_on_cpus_that_run_it_natively(monkeypatch):
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
         resolve_precision("fp16", "cpu")

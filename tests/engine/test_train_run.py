@@ -20,6 +20,7 @@ from medseg.engine.run_log import DICE_COLOUR, LOSS_COLOUR
 from medseg.engine.state import seed_everything
 from medseg.engine.trainer import fit
 from medseg.engine.validation import validate
+from medseg.errors import ConfigError
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -131,6 +132,44 @@ def test_compiled_training_follows_the_eager_losses_and_saves_plain_weights(mani
     assert len(compiled) == len(eager) == 6
     np.testing.assert_allclose(compiled, eager, rtol=2e-3)
     model_from_checkpoint(load_checkpoint(tmp_path / "compiled" / "best.pt"))  # strict load
+
+
+def test_fine_tuning_starts_from_the_checkpoint_weights(trained, manifest, tmp_path, caplog):
+    """`init_weights`: with a learning rate too small to move the weights, the first validation gives
+    the checkpoint's Dice, where the same run from scratch scores near chance."""
+    config, summary = trained
+
+    def short_run(name: str, **changes) -> tuple[list[float], float]:
+        losses: list[float] = []
+        changes = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "learning_rate": 1e-7, **changes}
+        result = fit(
+            config_from_dict(tiny_config(manifest, tmp_path / name, **changes)),
+            on_step=lambda s, loss: losses.append(loss),
+        )
+        return losses, result["best_mean_dice"]
+
+    fresh_losses, fresh_dice = short_run("fresh")
+    tuned_losses, tuned_dice = short_run("tuned", init_weights=str(config.output_dir / "best.pt"))
+    assert tuned_dice == pytest.approx(summary["best_mean_dice"], abs=0.01)
+    assert tuned_dice > fresh_dice + 0.2 and tuned_losses[0] < fresh_losses[0]
+    with caplog.at_level("WARNING"):  # another grid than the checkpoint's: allowed, with a warning
+        prepare(
+            config_from_dict(
+                tiny_config(
+                    manifest,
+                    tmp_path / "x",
+                    init_weights=str(config.output_dir),
+                    target_spacing=[1.5, 1.5, 1.5],
+                )
+            )
+        )
+    assert "was trained with target_spacing" in caplog.text
+    other = tiny_config(manifest, tmp_path / "y", init_weights=str(config.output_dir / "best.pt"))
+    other["model_options"] = {**other["model_options"], "channels": [8, 16, 64]}
+    with pytest.raises(
+        ConfigError, match=r"best.pt holds another network: options .*Set model and model_options"
+    ):
+        prepare(config_from_dict(other))
 
 
 def test_crossval_gathers_the_fold_results_into_one_table(trained, capsys):
