@@ -288,7 +288,7 @@ def test_labels_return_to_a_finer_image_through_interpolated_scores(tmp_path, mo
         truth[np.abs(array - THRESHOLD_HU) > 0.5].tolist()
     )
     assert calls == [1]  # the image's own grid, flipped: labels invert exactly, no scores kept
-    monkeypatch.setattr(inference, "SMOOTH_INVERSION_BYTES", 0)  # too large a case: nearest labels
+    monkeypatch.setattr(inference, "SMOOTH_INVERSION_VOXELS", 0)  # too large a case: nearest labels
     nearest = coarse.predict(image, settings)
     assert calls == [1]
 
