@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from medseg.utils.atomic import atomic_path
 CHECKPOINT_FORMAT = "medseg-checkpoint-1"
 #: File names of a run folder's checkpoints: the best by validation Dice, and the last (for --resume).
 BEST, LAST = "best.pt", "last.pt"
+#: File endings of checkpoints inside a model folder.
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,24 @@ def model_from_checkpoint(state: dict[str, Any]) -> torch.nn.Module:
     model = ModelConfig(**state["model"]).build()
     model.load_state_dict(state["state_dict"])
     return model.eval()
+
+
+def checkpoint_paths(sources: Sequence[str | os.PathLike]) -> list[Path]:
+    """Checkpoint files named by `sources`: files as given; a folder gives ``models/*.pt`` or ``*.pt``."""
+    paths: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_file():
+            paths.append(source)
+            continue
+        if not source.is_dir():
+            raise InputError(source, "no such checkpoint file or model folder")
+        for folder in (source / "models", source):
+            found = sorted(p for p in folder.glob("*") if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
+            if found:
+                paths.extend(found)
+                break
+        else:
+            raise InputError(source, "model folder holds no models/*.pt or *.pt checkpoint")
+    if not paths:
+        raise InputError(None, "no model given")
+    return paths

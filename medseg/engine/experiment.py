@@ -21,9 +21,8 @@ from medseg.data.fingerprint import compute_fingerprint
 from medseg.data.loading import channel_paths
 from medseg.data.planner import Plan, Planner, load_plan
 from medseg.data.splits import Fold, kfold_splits, load_splits, save_splits, splits_from_records
-from medseg.engine.checkpoint import BEST, ModelConfig, load_checkpoint
+from medseg.engine.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
 from medseg.engine.config import RunConfig
-from medseg.engine.inference import checkpoint_paths
 from medseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -208,11 +207,9 @@ def weights_to_fine_tune(
 
 
 def _plain(value: object) -> object:
-    """`value` with tuples as lists and numbers as floats, so YAML, JSON and Python values compare."""
+    """`value` with tuples as lists, so values from YAML, JSON and Python code compare."""
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return {key: _plain(item) for key, item in value.items()}
     return value

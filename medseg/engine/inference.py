@@ -31,7 +31,7 @@ from monai.utils import SpaceKeys
 from medseg.data.planner import Plan
 from medseg.data.presets import inverse, normalizer, preprocessing
 from medseg.data.transforms import PerChanneld
-from medseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from medseg.engine.checkpoint import checkpoint_paths, load_checkpoint, model_from_checkpoint
 from medseg.engine.precision import DTYPES
 from medseg.engine.sliding_window import (
     WindowSettings,
@@ -51,8 +51,6 @@ VOXELWISE_SCHEMES = ("ct", "window")
 NORMALISE_SLAB = 16
 #: The inverted labels must land on the image's voxel centres within this distance.
 GRID_TOLERANCE_MM = 1e-3
-#: File endings of checkpoints inside a model folder.
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 #: Most classes × image voxels whose scores are interpolated; larger cases have their labels inverted
 #: with nearest neighbour. Each class is one inversion of the whole image, about 75 ns a voxel on a
 #: 2-core CPU: a 512×512×300 CT with 15 classes took 100 s instead of 13 s, a 512² X-ray 0.06 s
@@ -61,27 +59,6 @@ SMOOTH_INVERSION_VOXELS = 2**25
 #: Plan-to-image index maps closer than this to a signed permutation with whole-voxel shifts are the
 #: image's own grid: nearest-neighbour inversion is exact there.
 SAME_GRID_TOLERANCE = 1e-4
-
-
-def checkpoint_paths(sources: Sequence[str | os.PathLike]) -> list[Path]:
-    """Checkpoint files named by `sources`: files as given; a folder gives ``models/*.pt`` or ``*.pt``."""
-    paths: list[Path] = []
-    for source in map(Path, sources):
-        if source.is_file():
-            paths.append(source)
-            continue
-        if not source.is_dir():
-            raise InputError(source, "no such checkpoint file or model folder")
-        for folder in (source / "models", source):
-            found = sorted(p for p in folder.glob("*") if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
-            if found:
-                paths.extend(found)
-                break
-        else:
-            raise InputError(source, "model folder holds no models/*.pt or *.pt checkpoint")
-    if not paths:
-        raise InputError(None, "no model given")
-    return paths
 
 
 @dataclass
