@@ -1,4 +1,5 @@
-"""What a training run writes about itself: history (CSV and JSON), TensorBoard events, a curve PNG.
+"""What a training run shows and writes about itself: a progress bar; history (CSV and JSON),
+TensorBoard events, a curve PNG.
 
 One row per epoch: epoch, step, seconds, learning rate, mean training loss, and, in epochs that
 validated, the mean Dice and the Dice of each class. TensorBoard is an optional extra
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from medseg.utils.atomic import atomic_path, write_text_atomic
 
@@ -30,6 +32,8 @@ TENSORBOARD_DIR = "tensorboard"
 CURVE_SIZE = (800, 400)
 CURVE_MARGIN = 50
 LOSS_COLOUR, DICE_COLOUR, AXIS_COLOUR = (200, 40, 40), (30, 90, 200), (0, 0, 0)
+#: The progress bar of a run under a time budget counts seconds, so its ETA is the budget's end.
+BUDGET_BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} of the time budget{postfix}"
 
 
 def _tensorboard_writer(folder: Path):
@@ -112,3 +116,37 @@ def draw_curve(rows: list[dict[str, Any]], path: Path) -> None:
     draw.text((box[0] + 140, CURVE_SIZE[1] - 20), "validation mean Dice", fill=DICE_COLOUR)
     with atomic_path(path) as temporary:
         image.save(temporary, format="PNG")
+
+
+class TrainingBar:
+    """The progress bar of a run: steps out of the planned total or, under a wall-clock budget
+    (`max_time`), seconds out of the budget, so that its ETA is the budget's end rather than that of
+    the step total a budgeted run never reaches."""
+
+    def __init__(self, total_steps: int, step: int, max_time: float | None, elapsed: float, enabled: bool):
+        self.by_time = bool(max_time)
+        if self.by_time:
+            self.bar = tqdm(
+                total=float(max_time),
+                initial=elapsed,
+                desc="train",
+                disable=not enabled,
+                bar_format=BUDGET_BAR_FORMAT,
+            )
+        else:
+            self.bar = tqdm(total=total_steps, initial=step, unit="step", desc="train", disable=not enabled)
+
+    def update(self, step: int, elapsed: float, **postfix: Any) -> None:
+        """Record that `step` ended `elapsed` seconds into the run, with `postfix` values to show."""
+        if self.by_time:
+            self.bar.update(min(elapsed, self.bar.total) - self.bar.n)
+            postfix = {"step": step, **postfix}
+        else:
+            self.bar.update()
+        self.bar.set_postfix(**postfix)
+
+    def write(self, text: str) -> None:
+        self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()

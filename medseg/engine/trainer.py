@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from medseg.data.planner import save_plan
 from medseg.engine import distributed
@@ -37,7 +36,7 @@ from medseg.engine.memory_format import channels_last_format, wants_channels_las
 from medseg.engine.optim import SegmentationLoss, make_optimizer, set_learning_rate
 from medseg.engine.pipeline import EpochLoader, training_dataset, validation_dataset
 from medseg.engine.precision import Precision, resolve_precision
-from medseg.engine.run_log import RunLog
+from medseg.engine.run_log import RunLog, TrainingBar
 from medseg.engine.state import capture_rng, restore_rng, seed_everything
 from medseg.engine.validation import validate
 from medseg.errors import ConfigError
@@ -189,7 +188,12 @@ class Trainer:
         }
         if result["mean_dice"] > self.best_dice:
             self.best_dice, self.validations_since_best = result["mean_dice"], 0
-            summary = {"fold": self.config.fold, "epoch": self.epoch, "step": self.step, **result}
+            cases = [
+                {"case": record["id"], **dice}
+                for record, dice in zip(self.experiment.val_records, result["cases"], strict=True)
+            ]
+            summary = {"fold": self.config.fold, "epoch": self.epoch, "step": self.step}
+            summary.update({**result, "cases": cases})
             write_text_atomic(self.folder / VALIDATION, json.dumps(summary, indent=1) + "\n")
             self._save(BEST, full_state=False, extra={"validation": row})
         else:
@@ -221,13 +225,7 @@ class Trainer:
         )
         run_log = RunLog(self.folder, self.history) if main else None
         total_steps = config.epochs * exp.steps_per_epoch
-        bar = tqdm(
-            total=total_steps,
-            initial=self.step,
-            unit="step",
-            disable=not (config.progress and main),
-            desc="train",
-        )
+        bar = TrainingBar(total_steps, self.step, config.max_time, self.elapsed, config.progress and main)
         start = time.perf_counter() - self.elapsed
         stop = False
         rate = self.optimizer.param_groups[0]["lr"]  # stays valid if a resumed epoch has no batch left
@@ -244,8 +242,8 @@ class Trainer:
                     self.step, self.step_in_epoch = self.step + 1, self.step_in_epoch + 1
                     self.epoch_losses.append(loss)
                     self.elapsed = time.perf_counter() - start
-                    bar.update()
-                    bar.set_postfix(epoch=self.epoch, loss=f"{loss:.3f}", lr=f"{rate:.2e}")
+                    postfix = {"epoch": self.epoch, "loss": f"{loss:.3f}", "lr": f"{rate:.2e}"}
+                    bar.update(self.step, self.elapsed, **postfix)
                     if on_step is not None:
                         on_step(self.step, loss)
                     if config.max_time and self.elapsed >= config.max_time:

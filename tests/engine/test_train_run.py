@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,6 +87,14 @@ def test_run_folder_holds_checkpoints_history_curve_and_events(trained):
     validation = json.loads((folder / "validation.json").read_text())
     assert validation["mean_dice"] == pytest.approx(summary["best_mean_dice"])
     assert len(validation["cases"]) == 4
+    val_images = [
+        case["image"]
+        for case in json.loads(Path(config.dataset).read_text())["cases"]
+        if case["split"] == "val"
+    ]
+    assert [case["case"] for case in validation["cases"]] == [
+        Path(image).name.split(".")[0] for image in val_images
+    ]
 
 
 def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
