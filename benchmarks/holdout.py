@@ -2,8 +2,9 @@
 images (with and without mirroring TTA), then `medseg evaluate` against their reference labels.
 
 The run folder is what `medseg train` wrote (best.pt, config.yaml); the validation cases are the fold's
-entry in the splits.json beside it. Training's own validation Dice is computed on the resampled grid;
-this one is on each image's own grid, as a user would see it.
+entry in the splits.json beside it; several run folders of the same fold run as one ensemble. Training's
+own validation Dice is computed on the resampled grid; this one is on each image's own grid, as a user
+would see it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ def reference_file(case: dict, folder: Path) -> Path:
 
 
 def infer_and_evaluate(
-    run: Path, dataset: Dataset, cases: list[dict], references: list[Path], work: Path, extra: list[str]
+    runs: list[Path],
+    dataset: Dataset,
+    cases: list[dict],
+    references: list[Path],
+    work: Path,
+    extra: list[str],
 ) -> dict:
     """Run `medseg infer` on the cases' images and `medseg evaluate` of the masks against `references`
     (one per case); the metrics summary."""
@@ -61,7 +67,8 @@ def infer_and_evaluate(
         if not link.exists():
             link.symlink_to(Path(case["image"]).resolve())
     out = work / "masks"
-    if medseg(["infer", str(inputs), "--model", str(run / "best.pt"), "--out", str(out), "--no-seg",
+    models = [str(run / "best.pt") for run in runs]
+    if medseg(["infer", str(inputs), "--model", *models, "--out", str(out), "--no-seg",
                "--no-overlays", "--no-uncertainty", *extra]) != 0:  # fmt: skip
         raise SystemExit(f"medseg infer failed; see {out / 'summary.json'}")
     records = json.loads((out / "summary.json").read_text(encoding="utf-8"))["items"]
@@ -82,24 +89,32 @@ def infer_and_evaluate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medseg bench holdout", description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="run folder written by `medseg train` (fold_N/)")
+    parser.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        help="run folder(s) written by `medseg train` (fold_N/); several: an ensemble",
+    )
     parser.add_argument("--device", default="auto", help="inference device (default: auto)")
     parser.add_argument("--roi", type=int, nargs="+", help="inference window (default: the plan's patch)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     window = ["--roi", *map(str, args.roi)] if args.roi else []
 
-    dataset, cases = validation_cases(args.run)
+    dataset, cases = validation_cases(args.runs[0])
+    for run in args.runs[1:]:
+        if [case["id"] for case in validation_cases(run)[1]] != [case["id"] for case in cases]:
+            raise SystemExit(f"{run}: another validation fold than {args.runs[0]}")
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         references = [reference_file(case, Path(scratch) / "references") for case in cases]
         for tta in (False, True):
             extra = ["--device", args.device, *window, *(["--tta"] if tta else [])]
             work = Path(scratch) / f"tta{int(tta)}"
-            summary = infer_and_evaluate(args.run, dataset, cases, references, work, extra)["summary"]
+            summary = infer_and_evaluate(args.runs, dataset, cases, references, work, extra)["summary"]
             dice = {name: scores["dice"]["mean"] for name, scores in summary.items()}
             rows.append({"tta": tta, **dice})
-    print(f"{args.run}: {len(cases)} held-out validation cases")
+    print(f"{' + '.join(map(str, args.runs))}: {len(cases)} held-out validation cases")
     emit("holdout", rows, args.json)
     return 0
 
