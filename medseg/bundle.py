@@ -21,6 +21,7 @@ The data directory is the single key ``dataset_dir`` in both. medseg reads a bun
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -30,11 +31,13 @@ import torch
 from monai.bundle import ConfigParser
 
 from medseg.data.phantom import PHANTOM_LABELS, PhantomConfig, write_cohort
-from medseg.engine.checkpoint import BEST, ModelConfig
+from medseg.engine.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
 from medseg.engine.config import RunConfig, config_from_dict
 from medseg.engine.trainer import fit
 from medseg.errors import ConfigError, InputError
 from medseg.utils.atomic import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 CONFIGS_DIR = "configs"
 TRAIN_CONFIG = "train.json"
@@ -116,14 +119,25 @@ def build_network(
 
 
 def publish(checkpoint: str | os.PathLike, model_file: str | os.PathLike) -> Path:
-    """Copy a run's best checkpoint to the bundle's model file (atomically)."""
-    checkpoint = Path(checkpoint)
+    """Copy a run's best checkpoint to the bundle's model file (atomically); warn about other ensemble
+    members beside it that were trained on another plan (inference would refuse to ensemble them)."""
+    checkpoint, model_file = Path(checkpoint), Path(model_file)
     if not checkpoint.is_file():
         raise InputError(checkpoint, "no best checkpoint: the run never validated")
-    Path(model_file).parent.mkdir(parents=True, exist_ok=True)
+    model_file.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(model_file) as temporary:
         shutil.copyfile(checkpoint, temporary)
-    return Path(model_file)
+    plan = load_checkpoint(model_file)["plan"]
+    members = [path for path in checkpoint_paths([model_file.parent]) if path.name != model_file.name]
+    others = [path.name for path in members if load_checkpoint(path)["plan"] != plan]
+    if others:
+        log.warning(
+            "%s: %s beside it %s trained on another plan; the bundle's models no longer form one ensemble "
+            "until %s retrained the same way or removed",
+            model_file, ", ".join(others), "was" if len(others) == 1 else "were",
+            "it is" if len(others) == 1 else "they are",
+        )  # fmt: skip
+    return model_file
 
 
 def run_training(config: RunConfig, model_file: str | os.PathLike, resume: bool = False) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -12,6 +14,7 @@ import torch
 from bundle_cases import BUNDLE_NAMES, BUNDLES_DIR
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
+from medseg.bundle import publish
 from medseg.data.datasets import open_dataset
 from medseg.data.loading import load_case
 from medseg.data.phantom import generate_case
@@ -44,6 +47,11 @@ def metadata(name: str) -> dict:
     return json.loads((BUNDLES_DIR / name / "configs" / "metadata.json").read_text())
 
 
+def members(name: str) -> list[Path]:
+    """The bundle's shipped checkpoints (``models/*.pt``: several form one ensemble)."""
+    return sorted((BUNDLES_DIR / name / "models").glob("*.pt"))
+
+
 def test_bundle_folders_are_the_shipped_ones():
     found = sorted(p.name for p in BUNDLES_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
     assert found == sorted(BUNDLE_NAMES)
@@ -53,7 +61,7 @@ def test_bundle_folders_are_the_shipped_ones():
 def test_layout(name: str):
     missing = [path for path in LAYOUT if not (BUNDLES_DIR / name / path).is_file()]
     assert not missing, f"{name} lacks {missing}"
-    assert (BUNDLES_DIR / name / "models" / "model.pt").stat().st_size < MAX_WEIGHTS_BYTES
+    assert sum(path.stat().st_size for path in members(name)) < MAX_WEIGHTS_BYTES
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
@@ -112,16 +120,25 @@ def test_configs_and_weights_agree(name: str):
     with torch.no_grad():
         shape = [32] * inference["spatial_dims"]
         assert network.eval()(torch.zeros(1, 1, *shape)).shape == (1, inference["out_channels"], *shape)
+    inference["bundle_root"] = str(configs.parent)
+    ensemble = load_ensemble([inference.get_parsed_content("model_file")])  # members share plan and classes
+    assert ensemble.sources == members(name)  # inference.json runs every shipped member
 
 
 def test_model_card_records_the_shipped_dice():
-    """Each model card quotes the validation Dice stored in its own checkpoint."""
+    """Each model card quotes the validation Dice stored in each of its checkpoints, and metadata.json
+    the same (for an ensemble: per member, beside the ensemble's own figure, which the card quotes)."""
     for name in BUNDLE_NAMES:
-        state = load_checkpoint(BUNDLES_DIR / name / "models" / "model.pt")
         card = (BUNDLES_DIR / name / "docs" / "README.md").read_text()
-        dice = state["training"]["best_mean_dice"]
-        assert f"{dice:.4f}" in card, f"{name}: model card does not quote the checkpoint's Dice {dice:.4f}"
-        assert metadata(name)["eval_metrics"]["val_mean_dice"] == pytest.approx(dice, abs=5e-5)
+        metrics = metadata(name)["eval_metrics"]
+        dice = {path.name: load_checkpoint(path)["training"]["best_mean_dice"] for path in members(name)}
+        for file, value in dice.items():
+            assert f"{value:.4f}" in card, f"{name}: model card does not quote {file}'s Dice {value:.4f}"
+        if len(dice) == 1:
+            assert metrics["val_mean_dice"] == pytest.approx(dice["model.pt"], abs=5e-5)
+        else:
+            assert metrics["member_val_mean_dice"] == pytest.approx(dice, abs=5e-5)
+            assert f"{metrics['val_mean_dice']:.4f}" in card
 
 
 #: Shipped weights on the first validation cases of their fold: mean foreground Dice at least this
@@ -172,3 +189,14 @@ def test_multi_gpu_config_merges_onto_train(name: str):
     single["bundle_root"] = str(BUNDLES_DIR / name)
     assert config.device == "cuda" and config.num_workers > 0
     assert config.model_options == single.get_parsed_content("training")["model_options"]
+
+
+def test_publishing_warns_of_members_trained_on_another_plan(tmp_path: Path, caplog):
+    """Retraining one member of the X-ray ensemble at another pixel size breaks the ensemble: say so."""
+    models = tmp_path / "models"
+    shutil.copytree(BUNDLES_DIR / "lung_cxr_2d" / "models", models)
+    with caplog.at_level(logging.WARNING, logger="medseg.bundle"):
+        publish(BUNDLES_DIR / "lung_cxr_2d" / "models" / "model.pt", models / "model.pt")
+    assert not caplog.records  # the same plan: still one ensemble
+    publish(BUNDLES_DIR / "hippocampus_mri_3d" / "models" / "model.pt", models / "model.pt")
+    assert "model_dynunet.pt" in caplog.text and "another plan" in caplog.text
