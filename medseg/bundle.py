@@ -132,11 +132,11 @@ def publish(checkpoint: str | os.PathLike, model_file: str | os.PathLike) -> Pat
     others = [path.name for path in members if load_checkpoint(path)["plan"] != plan]
     if others:
         log.warning(
-            "%s: %s beside it %s trained on another plan; the bundle's models no longer form one ensemble "
-            "until %s retrained the same way or removed",
-            model_file, ", ".join(others), "was" if len(others) == 1 else "were",
-            "it is" if len(others) == 1 else "they are",
-        )  # fmt: skip
+            "%s: the models beside it (%s) were trained on another plan, so they no longer form one "
+            "ensemble with it; retrain them the same way or remove them",
+            model_file,
+            ", ".join(others),
+        )
     return model_file
 
 

@@ -179,7 +179,7 @@ class Ensemble:
     def _score_interpolator(self, tensor: MetaTensor, image: ScalarImage) -> AxisAlignedInterpolator | None:
         """How labels go back onto `image`'s grid through interpolated scores, or None for nearest-
         neighbour labels: where the preprocessed grid of `tensor` is the image's own up to flipped or
-        swapped axes (exact), or the case is too large."""
+        swapped axes (exact), the case is too large, or the grids are not parallel."""
         plan_affine = to_affine_nd(3, np.asarray(tensor.affine, np.float64))
         plan_to_image = np.linalg.inv(image.affine) @ plan_affine
         linear, shift = plan_to_image[:3, :3], plan_to_image[:3, 3]

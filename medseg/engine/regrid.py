@@ -113,7 +113,7 @@ class AxisAlignedInterpolator:
 
     def _slab_depth(self, channels: int) -> int:
         """Target slices per slab, so that a slab holds about `SLAB_ELEMENTS` values."""
-        return max(1, SLAB_ELEMENTS // (channels * int(np.prod(self.target_shape[:-1]))))
+        return max(1, SLAB_ELEMENTS // (channels * math.prod(self.target_shape[:-1])))
 
     def _slab(self, work: torch.Tensor, first: int, last: int) -> torch.Tensor:
         """Target slices ``first:last`` of the last axis from `work` (see `_layout`), as float32 with

@@ -192,8 +192,8 @@ class Trainer:
                 {"case": record["id"], **dice}
                 for record, dice in zip(self.experiment.val_records, result["cases"], strict=True)
             ]
-            summary = {"fold": self.config.fold, "epoch": self.epoch, "step": self.step}
-            summary.update({**result, "cases": cases})
+            summary = {"fold": self.config.fold, "epoch": self.epoch, "step": self.step, **result}
+            summary["cases"] = cases
             write_text_atomic(self.folder / VALIDATION, json.dumps(summary, indent=1) + "\n")
             self._save(BEST, full_state=False, extra={"validation": row})
         else:
