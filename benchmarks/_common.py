@@ -74,4 +74,4 @@ def emit(name: str, rows: list[dict[str, object]], json_out: str | None) -> None
 
 
 def _fmt(value: object) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

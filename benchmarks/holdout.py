@@ -1,5 +1,6 @@
 """Held-out Dice of a trained fold through the product path: `medseg infer` on the fold's validation
-images (with and without mirroring TTA), then `medseg evaluate` against their reference labels.
+images (with and without mirroring TTA; with `--tta-zooms` both also zoom), then `medseg evaluate`
+against their reference labels.
 
 The run folder is what `medseg train` wrote (best.pt, config.yaml); the validation cases are the fold's
 entry in the splits.json beside it; several run folders of the same fold run as one ensemble. Training's
@@ -97,9 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto", help="inference device (default: auto)")
     parser.add_argument("--roi", type=int, nargs="+", help="inference window (default: the plan's patch)")
+    parser.add_argument(
+        "--tta-zooms",
+        type=float,
+        nargs="+",
+        metavar="FACTOR",
+        help="test-time zooms of every row (medseg infer)",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     window = ["--roi", *map(str, args.roi)] if args.roi else []
+    if args.tta_zooms:
+        window += ["--tta-zooms", *map(str, args.tta_zooms)]
 
     dataset, cases = validation_cases(args.runs[0])
     for run in args.runs[1:]:
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(scratch) / f"tta{int(tta)}"
             summary = infer_and_evaluate(args.runs, dataset, cases, references, work, extra)["summary"]
             dice = {name: scores["dice"]["mean"] for name, scores in summary.items()}
-            rows.append({"tta": tta, **dice})
+            rows.append({"tta": tta, "zooms": args.tta_zooms or [], **dice})
     print(f"{' + '.join(map(str, args.runs))}: {len(cases)} held-out validation cases")
     emit("holdout", rows, args.json)
     return 0

@@ -162,6 +162,7 @@ def infer(
     output_dir: str,
     overlap: float = 0.5,
     tta: bool = False,
+    tta_zooms: list[float] | None = None,
     precision: str = "auto",
     largest_component: list[int] | None = None,
     write_seg: bool = True,
@@ -184,6 +185,7 @@ def infer(
     settings = ensemble.settings(
         overlap=overlap,
         tta=tta,
+        zooms=tuple(tta_zooms) if tta_zooms else None,
         precision=precision,
         device=device,
     )

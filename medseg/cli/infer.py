@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "plan's mirror_axes: none for radiographs)",
     )
     windows.add_argument(
+        "--tta-zooms",
+        type=float,
+        nargs="+",
+        metavar="FACTOR",
+        help="test-time zooming: also segment the image magnified by these factors (0.5-2) and average "
+        "the class scores, e.g. 0.9 1.1 for radiographs, which are not mirrored",
+    )
+    windows.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp16", "fp32"),
         default="auto",
@@ -160,12 +168,16 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     ensemble = load_ensemble(args.model, device).to(device)
     if args.tta and not ensemble.plan.mirroring:
-        logger.warning("--tta does nothing: the model was trained without mirroring (plan mirror_axes: [])")
+        logger.warning(
+            "--tta does nothing: the model was trained without mirroring (plan mirror_axes: []); "
+            "--tta-zooms is the test-time augmentation for such models"
+        )
     settings = ensemble.settings(
         roi_size=tuple(args.roi) if args.roi else None,
         overlap=args.overlap,
         batch_size=args.batch_size,
         tta=args.tta,
+        zooms=tuple(args.tta_zooms) if args.tta_zooms else None,
         precision=args.precision,
         accumulate=args.accumulate,
         channels_last=args.channels_last,
@@ -186,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         anonymize=args.anonymize,
         uncertainty=args.uncertainty
         if args.uncertainty is not None
-        else bool(settings.mirror_axes) or len(ensemble.networks) > 1,
+        else bool(settings.mirror_axes) or len(settings.zooms) > 1 or len(ensemble.networks) > 1,
         force=args.force,
         rank=rank,
         world_size=world_size,

@@ -41,6 +41,8 @@ from medseg.errors import ConfigError
 ACCUMULATORS = {"fp16": torch.float16, "fp32": torch.float32}
 #: Gaussian sigma as a share of the window size (nnU-Net and MONAI use 1/8).
 SIGMA_SCALE = 0.125
+#: Test-time zoom factors allowed: beyond these the networks see anatomy at sizes they never trained on.
+MIN_ZOOM, MAX_ZOOM = 0.5, 2.0
 #: Smallest gaussian weight, so that every voxel of a window counts a little (MONAI's floor).
 MIN_WEIGHT = 1e-3
 
@@ -54,6 +56,8 @@ class WindowSettings:
     batch_size: int = 4
     #: Spatial axes (0 = first array axis) mirrored for test-time augmentation; every subset is run.
     mirror_axes: tuple[int, ...] = ()
+    #: Magnifications for test-time zooming (`medseg.engine.tta_zoom`); 1.0 is always among them.
+    zooms: tuple[float, ...] = (1.0,)
     #: Autocast of the forward pass: bf16, fp16, fp32, or auto (`medseg.engine.precision.auto_precision`).
     precision: str = "auto"
     accumulate: str = "fp16"
@@ -81,6 +85,9 @@ class WindowSettings:
             raise ConfigError(f"accumulate {self.accumulate!r}; use one of {', '.join(ACCUMULATORS)}")
         if any(axis < 0 or axis >= len(self.roi_size) for axis in self.mirror_axes):
             raise ConfigError(f"mirror axes {self.mirror_axes} outside 0..{len(self.roi_size) - 1}")
+        if not all(MIN_ZOOM <= factor <= MAX_ZOOM for factor in self.zooms):
+            raise ConfigError(f"test-time zooms {list(self.zooms)}: each must be in [{MIN_ZOOM}, {MAX_ZOOM}]")
+        object.__setattr__(self, "zooms", tuple(sorted({1.0, *map(float, self.zooms)})))
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:

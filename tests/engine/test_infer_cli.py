@@ -215,6 +215,14 @@ def test_chest_xray_png_and_dicom_radiograph(datasets_dir, tmp_path, checkpoint_
     seg = pydicom.dcmread(result / "seg.dcm")
     np.testing.assert_array_equal(seg.pixel_array.reshape(stored.shape).astype(bool), labels.T.astype(bool))
 
+    status, summary = infer(tmp_path / "dx", checkpoint_2d, tmp_path / "zoomed", "--tta-zooms", "0.9", "1.1")
+    assert status == 0, summary
+    result = only_result(tmp_path / "zoomed")
+    zoomed = np.asarray(nib.load(result / "mask.nii.gz").dataobj).reshape(columns.shape[::-1])
+    assert (zoomed.T.astype(bool) == (stored > 1000)).mean() > 0.98
+    assert json.loads((result / "result.json").read_text())["settings"]["zooms"] == [0.9, 1.0, 1.1]
+    assert (result / "uncertainty.nii.gz").exists()  # the zoomed copies' disagreement, as for mirroring
+
 
 def test_messy_batch_survives_records_failures_and_reruns(tmp_path, checkpoint_3d):
     studies = tmp_path / "in"
