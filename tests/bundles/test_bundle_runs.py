@@ -199,8 +199,8 @@ def test_multi_gpu_config_trains_under_torchrun(hippocampus_tiny: Path, tmp_path
 def train_and_segment(name: str, dataset: Path, image: Path, root: Path) -> tuple[Path, list[Path]]:
     """Train bundle `name` for one tiny epoch with its train.json through `monai.bundle.run` (the Python
     twin of ``python -m monai.bundle run``) and with ``medseg train --bundle``, check that both give the
-    same weights, then segment `image` with inference.json (`monai.bundle.run`) and with ``medseg infer``;
-    return the case outputs."""
+    same weights, then segment `image` with inference.json (`monai.bundle.run`) and with ``medseg infer``
+    (given inference.json's test-time zooms); return the case outputs."""
     by_monai, bundle = copy_bundle(name, root / "monai"), copy_bundle(name, root / "medseg")
     monai_run(
         config_file=str(by_monai / "configs" / "train.json"),
@@ -216,7 +216,9 @@ def train_and_segment(name: str, dataset: Path, image: Path, root: Path) -> tupl
         dataset_dir=str(image),
         output_dir=str(root / "by_monai"),
     )
-    medseg_cli("infer", image, "--trust-bundle", "--model", bundle, "--out", root / "by_medseg")
+    run = json.loads((bundle / "configs" / "inference.json").read_text())["run"][0]
+    zooms = ["--tta-zooms", *map(str, run["tta_zooms"])] if run.get("tta_zooms") else []  # as the card says
+    medseg_cli("infer", image, "--trust-bundle", "--model", bundle, "--out", root / "by_medseg", *zooms)
     return bundle, [only_mask(root / entry).parent for entry in ("by_monai", "by_medseg")]
 
 
@@ -242,6 +244,9 @@ def test_lung_cxr_bundle(cxr_tiny: Path, tmp_path: Path):
     # Inference windows are the training patches (the checkpoint's plan), not the dataset plan's 256².
     assert state["plan"]["patch_size"] == TINY["lung_cxr_2d"]["patch_size"]
     mask = assert_same_masks(outputs)
+    for folder in outputs:  # both ran inference.json's test-time zooms
+        settings = json.loads((folder / "result.json").read_text())["settings"]
+        assert settings["zooms"] == [0.9, 0.95, 1.0, 1.05, 1.1]
     width, height = PILImage.open(image).size
     assert mask.shape[:2] == (width, height) and set(np.unique(mask)) <= {0, 1}
 
