@@ -58,7 +58,7 @@ def kill_at(zygote: Zygote, args: list[str | Path], marker: Marker, log: Path) -
         os.kill(pid, signal.SIGKILL)
         status = zygote.wait(pid)
     assert status == -signal.SIGKILL, f"the run ended (status {status}) before the kill landed"
-    return log.read_text(errors="replace")
+    return log.read_text(errors="replace") if log.exists() else ""
 
 
 def finish(zygote: Zygote, args: list[str | Path], log: Path) -> None:
@@ -203,13 +203,33 @@ def _results(out: Path, at_least: int) -> Marker:
 
 
 def _mid_job(out: Path) -> Marker:
-    """Some study has files but no result.json yet (it is being written)."""
+    """A study this run is writing: files newer than the marker's first poll (the run's start) and no
+    result.json yet. Files from a run killed earlier are older: this run redoes that study first."""
+    began: list[float] = []
+
+    def written_since_start(path: Path) -> bool:
+        try:
+            return path.stat().st_mtime >= began[0]
+        except FileNotFoundError:  # a temporary renamed meanwhile
+            return False
 
     def marker(output: str) -> bool:
+        began[:] = began or [time.time()]
         return any(
-            folder.is_dir() and not (folder / "result.json").exists() and any(folder.iterdir())
+            folder.is_dir()
+            and not (folder / "result.json").exists()
+            and any(written_since_start(path) for path in folder.iterdir())
             for folder in out.glob("*")
         )
+
+    return marker
+
+
+def _all_of(*markers: Marker) -> Marker:
+    """Kill when every marker agrees; each is asked at every poll (`_mid_job` notes the run's start)."""
+
+    def marker(output: str) -> bool:
+        return all([each(output) for each in markers])
 
     return marker
 
@@ -245,7 +265,7 @@ def test_batch_infer_killed_six_times_resumes_to_the_uninterrupted_result(
         ("after the first study", _results(out, 1)),
         ("while a study is being written", _mid_job(out)),
         ("after three studies", _results(out, 3)),
-        ("while the fifth study is being written", lambda o: _results(out, 4)(o) and _mid_job(out)(o)),
+        ("while the fifth study is being written", _all_of(_results(out, 4), _mid_job(out))),
         ("inside the last study", _results(out, STUDIES - 1)),
     ]
     for number, (_, marker) in enumerate(kill_points):
