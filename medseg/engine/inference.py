@@ -162,9 +162,11 @@ class Ensemble:
         zooming = len(settings.zooms) > 1
         largest_copy = voxels[0].numel() * max(settings.zooms) ** (voxels.ndim - 1)
         if zooming and self.num_classes * largest_copy > ZOOMED_SCORE_VOXELS:
-            shape = tuple(voxels.shape[1:])
-            raise InputError(source, f"{shape} voxels and {self.num_classes} classes are too many for "
-                             "test-time zooms; segment it without them")  # fmt: skip
+            raise InputError(
+                source,
+                f"{tuple(voxels.shape[1:])} voxels and {self.num_classes} classes are too many for "
+                "test-time zooms; segment it without them",
+            )
         entropy = None
         if interpolator is None and not zooming:
             if uncertainty:
