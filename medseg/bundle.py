@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CONFIGS_DIR = "configs"
 TRAIN_CONFIG = "train.json"
+INFERENCE_CONFIG = "inference.json"
 METADATA = "metadata.json"
 #: Where the bundles that ship with medseg live (``bundles/`` in the repository).
 SHIPPED_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
@@ -66,6 +67,26 @@ def require_trust(bundle: str | os.PathLike, trusted: bool) -> None:
         "this bundle did not ship with medseg, and bundle configs can run Python code; "
         f"if you trust whoever wrote it, pass {TRUST_FLAG}",
     )
+
+
+def inference_zooms(bundle: str | os.PathLike) -> list[float] | None:
+    """The test-time zooms of the bundle's inference.json (its ``run`` step's ``tta_zooms``), or None.
+
+    Read as plain JSON, nothing evaluated, so that ``medseg infer --model BUNDLE`` runs the bundle as
+    its inference.json does.
+    """
+    path = Path(bundle) / CONFIGS_DIR / INFERENCE_CONFIG
+    if not path.is_file():
+        return None
+    steps = json.loads(path.read_text(encoding="utf-8")).get("run")
+    for step in steps if isinstance(steps, list) else []:
+        zooms = step.get("tta_zooms") if isinstance(step, dict) else None
+        if zooms is None:
+            continue
+        if not isinstance(zooms, list) or not all(isinstance(z, (int, float)) for z in zooms):
+            raise ConfigError(f"{path}: tta_zooms must be a list of numbers, got {zooms!r}")
+        return [float(z) for z in zooms] or None
+    return None
 
 
 def read_config(

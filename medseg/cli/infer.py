@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="FACTOR",
         help="test-time zooming: also segment the image magnified by these factors (0.5-2) and average "
-        "the class scores, e.g. 0.9 1.1 for radiographs, which are not mirrored",
+        "the class scores, e.g. 0.9 1.1 for radiographs, which are not mirrored (default: a bundle's "
+        "inference.json zooms, else none; 1: none)",
     )
     windows.add_argument(
         "--precision",
@@ -153,7 +154,7 @@ def _device(requested: str, local_rank: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.bundle import is_bundle, require_trust
+    from medseg.bundle import inference_zooms, is_bundle, require_trust
     from medseg.engine.batch import RunOptions, exit_status, run_batch
     from medseg.engine.inference import load_ensemble
     from medseg.engine.jobs import discover
@@ -161,9 +162,12 @@ def run(args: argparse.Namespace) -> int:
     from medseg.errors import InputError
     from medseg.io.dicom.scan import SeriesRules
 
+    zooms = args.tta_zooms
     for source in args.model:
         if source.is_dir() and is_bundle(source):
             require_trust(source, args.trust_bundle)
+            if zooms is None and (zooms := inference_zooms(source)):
+                logger.info("bundle inference.json test-time zooms %s (--tta-zooms 1: off)", zooms)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = _device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     ensemble = load_ensemble(args.model, device).to(device)
@@ -177,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         tta=args.tta,
-        zooms=tuple(args.tta_zooms) if args.tta_zooms else None,
+        zooms=tuple(zooms) if zooms else None,
         precision=args.precision,
         accumulate=args.accumulate,
         channels_last=args.channels_last,

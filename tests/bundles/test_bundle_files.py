@@ -14,7 +14,7 @@ import torch
 from bundle_cases import BUNDLE_NAMES, BUNDLES_DIR
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
-from medseg.bundle import publish
+from medseg.bundle import inference_zooms, publish
 from medseg.data.datasets import open_dataset
 from medseg.data.loading import load_case
 from medseg.data.phantom import generate_case
@@ -22,6 +22,7 @@ from medseg.data.splits import kfold_splits
 from medseg.engine.checkpoint import load_checkpoint
 from medseg.engine.config import config_from_dict
 from medseg.engine.inference import load_ensemble
+from medseg.errors import ConfigError
 from medseg.metrics.overlap import overlap_per_class
 
 #: verify_metadata warns that the (vendored, not downloaded) schema file has no hash to check.
@@ -191,6 +192,16 @@ def test_multi_gpu_config_merges_onto_train(name: str):
     single["bundle_root"] = str(BUNDLES_DIR / name)
     assert config.device == "cuda" and config.num_workers > 0
     assert config.model_options == single.get_parsed_content("training")["model_options"]
+
+
+def test_inference_zooms_are_read_from_inference_json_without_evaluating_it(tmp_path: Path):
+    assert inference_zooms(BUNDLES_DIR / "lung_cxr_2d") == [0.9, 0.95, 1.05, 1.1]
+    assert inference_zooms(BUNDLES_DIR / "hippocampus_mri_3d") is None
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "inference.json").write_text(json.dumps({"run": [{"tta_zooms": "$__import__('os')"}]}))
+    with pytest.raises(ConfigError, match=r"inference\.json: tta_zooms must be a list of numbers"):
+        inference_zooms(tmp_path)
 
 
 def test_publishing_warns_of_members_trained_on_another_plan(tmp_path: Path, caplog):
