@@ -78,12 +78,16 @@ def inference_zooms(bundle: str | os.PathLike) -> list[float] | None:
     path = Path(bundle) / CONFIGS_DIR / INFERENCE_CONFIG
     if not path.is_file():
         return None
-    steps = json.loads(path.read_text(encoding="utf-8")).get("run")
+    try:
+        steps = json.loads(path.read_text(encoding="utf-8")).get("run")
+    except (json.JSONDecodeError, AttributeError) as error:
+        raise ConfigError(f"{path}: not a JSON object ({error})") from error
     for step in steps if isinstance(steps, list) else []:
         zooms = step.get("tta_zooms") if isinstance(step, dict) else None
         if zooms is None:
             continue
-        if not isinstance(zooms, list) or not all(isinstance(z, (int, float)) for z in zooms):
+        numbers = isinstance(zooms, list) and all(type(z) in (int, float) for z in zooms)  # not bools
+        if not numbers:
             raise ConfigError(f"{path}: tta_zooms must be a list of numbers, got {zooms!r}")
         return [float(z) for z in zooms] or None
     return None

@@ -202,6 +202,9 @@ def test_inference_zooms_are_read_from_inference_json_without_evaluating_it(tmp_
     (configs / "inference.json").write_text(json.dumps({"run": [{"tta_zooms": "$__import__('os')"}]}))
     with pytest.raises(ConfigError, match=r"inference\.json: tta_zooms must be a list of numbers"):
         inference_zooms(tmp_path)
+    (configs / "inference.json").write_text('{"run": [')
+    with pytest.raises(ConfigError, match=r"inference\.json: not a JSON object"):
+        inference_zooms(tmp_path)
 
 
 def test_publishing_warns_of_members_trained_on_another_plan(tmp_path: Path, caplog):
