@@ -158,8 +158,7 @@ def test_shipped_weights_segment_validation_cases(name, dataset, modality, minim
     validation = set(kfold_splits(data.ids)[0]["val"])
     records = [record for record in data.cases if record["id"] in validation][:QUALITY_CASES]
     ensemble = load_ensemble([BUNDLES_DIR / name])
-    run = json.loads((BUNDLES_DIR / name / "configs" / "inference.json").read_text())["run"][0]
-    settings = ensemble.settings(precision="fp32", zooms=run.get("tta_zooms"))  # as inference.json runs
+    settings = ensemble.settings(precision="fp32", zooms=inference_zooms(BUNDLES_DIR / name))  # as it runs
     scores = []
     for record in records:
         image, label = load_case(record)
