@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from medseg.engine.precision import cpu_has_fast_bf16
+from medseg.runtime.precision import cpu_has_fast_bf16
 
 
 def synchronize(device: str | torch.device) -> None:

@@ -1,9 +1,9 @@
 """Sliding-window inference: medseg vs MONAI sliding_window_inference on the same weights and windows.
 
-A small 3D U-Net is first trained for ``--train-seconds`` on synthetic CT phantoms (`medseg.data.phantom`),
-so the accuracy check runs on meaningful scores. Then, per volume size:
+A small 3D U-Net is first trained with `fit` for ``--train-seconds`` on synthetic CT phantoms
+(`medseg.data.phantom`), so the accuracy check runs on meaningful scores. Then, per volume size:
 
-* medseg: `medseg.engine.sliding_window.segment` with its defaults (``auto`` precision: bf16 where the CPU
+* medseg: `medseg.inference.sliding_window.segment` with its defaults (``auto`` precision: bf16 where the CPU
   runs it natively, else float32; channels-last; float16 slab buffer, argmax slab by slab); with
   ``--compile`` its networks run through `torch.compile`, as ``medseg infer --compile`` does (the
   one-off compile time is printed on its own line, not counted);
@@ -17,7 +17,7 @@ so the accuracy check runs on meaningful scores. Then, per volume size:
 
 Reported: seconds, medseg's speed-up over MONAI, medseg over the floor, and the argmax agreement with
 MONAI's float32 labels (all voxels, and voxels that either calls foreground). Finally the peak RSS of the
-whole ``Ensemble.predict`` path (preprocessing, windows, inverse) on a large CT with a many-class model is
+whole ``Segmenter.predict`` path (preprocessing, windows, inverse) on a large CT with a many-class model is
 measured in a child process, next to the size of the float32 output buffer MONAI would allocate.
 
 With ``--device cuda`` they all run on the GPU (training stays on the CPU): each starts from the CPU
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +44,21 @@ from _common import emit, synchronize
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from medseg.data.phantom import PhantomConfig, generate_case
-from medseg.engine.checkpoint import ModelConfig, save_checkpoint
-from medseg.engine.memory_format import channels_last_format
-from medseg.engine.precision import resolve_precision
-from medseg.engine.sliding_window import WindowSettings, compiled, segment, window_starts
-from medseg.engine.training import TrainConfig, train
+from medseg.checkpoint import ModelConfig, save_checkpoint
+from medseg.data.phantom import PhantomConfig, generate_case, write_phantom_dataset
+from medseg.data.planner import load_plan
+from medseg.data.presets import normalizer
+from medseg.inference.sliding_window import WindowSettings, compiled, segment, window_starts
+from medseg.runtime.distributed import unwrap
+from medseg.runtime.memory_format import channels_last_format
+from medseg.runtime.precision import resolve_precision
+from medseg.training.config import RunConfig
+from medseg.training.trainer import fit
 
 #: CT window (HU) mapped to 0..1 before the network, as a plan's "window" scheme does.
 WINDOW_HU = (-200.0, 300.0)
+#: Turns a CT in HU into the network's input, as the model's plan says.
+Normalise = Callable[[np.ndarray], np.ndarray]
 #: Phantom grid the model is trained on and the first benchmark volume is drawn from (about 33 cm across).
 PHANTOM = PhantomConfig(shape=(256, 256, 128), spacing=(1.3, 1.3, 2.6))
 MODEL = ModelConfig("unet", 3, 1, 5, {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1})
@@ -68,32 +75,38 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return values
 
 
-def normalised(hu: np.ndarray) -> np.ndarray:
-    low, high = WINDOW_HU
-    return np.clip((hu.astype(np.float32) - low) / (high - low), 0.0, 1.0)
-
-
-def trained_model(seconds: float, patch: tuple[int, int, int]) -> torch.nn.Module:
-    """The benchmark U-Net after `seconds` of training on three phantom cases."""
-    samples = []
-    for seed in range(3):
-        case = generate_case(f"train_{seed}", seed, PHANTOM)
-        samples.append(
-            {"image": normalised(case.image.array)[None], "label": case.label.array[None].astype(np.int64)}
+def trained_model(seconds: float, patch: tuple[int, int, int]) -> tuple[torch.nn.Module, Normalise]:
+    """The benchmark U-Net after `seconds` of `fit` on three phantom cases (one more validates), and the
+    intensity normalisation of its plan."""
+    with tempfile.TemporaryDirectory() as folder:
+        manifest = write_phantom_dataset(Path(folder) / "data", 4, config=PHANTOM)
+        config = RunConfig(
+            dataset=str(manifest),
+            output=str(Path(folder) / "run"),
+            model=MODEL.name,
+            model_options=MODEL.options,
+            patch_size=list(patch),
+            batch_size=2,
+            epochs=10**6,
+            max_time=seconds,
+            val_interval=10**6,  # once, at the end
+            device="cpu",
+            progress=False,
         )
-    model = MODEL.build()
-    config = TrainConfig(patch_size=patch, batch_size=2, max_steps=10**6, max_seconds=seconds)
-    train(model, samples, config, progress=False)  # logs its steps, time and final loss
-    return model.eval()
+        summary = fit(config)  # logs its steps, time and validation
+        plan = load_plan(config.output_dir / "plans.json")
+    normalise = normalizer(plan.normalization[0])
+    return unwrap(summary["model"]).eval(), lambda hu: np.asarray(normalise(hu.astype(np.float32)))
 
 
-def test_volume(size: tuple[int, int, int]) -> torch.Tensor:
-    """An unseen phantom case, resized (linear) to `size`, normalised, channel first."""
+def test_volume(size: tuple[int, int, int], normalise: Normalise) -> torch.Tensor:
+    """An unseen phantom case, resized (linear) to `size`, normalised as the model's plan says, channel
+    first."""
     case = generate_case("test", 99, PHANTOM)
-    array = normalised(case.image.array)
+    array = normalise(case.image.array)
     if tuple(array.shape) != size:
         array = ndimage.zoom(array, np.divide(size, array.shape), order=1)
-    return torch.from_numpy(np.ascontiguousarray(array))[None]
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
 
 
 def window_count(size: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:
@@ -132,6 +145,7 @@ def timed(function):
 
 def compare(
     model: torch.nn.Module,
+    normalise: Normalise,
     size,
     roi,
     overlap: float,
@@ -140,7 +154,7 @@ def compare(
     device: str,
     compile: bool,
 ) -> list[dict[str, object]]:
-    volume = test_volume(size)
+    volume = test_volume(size, normalise)
     windows = window_count(size, roi, overlap)
     settings = WindowSettings(tuple(roi), overlap, batch_size, device=device, compile=compile)
     model = model.to(device)
@@ -241,7 +255,7 @@ def peak_rss_mb() -> float:
 
 def memory_child(size: tuple[int, int, int], classes: int, roi, overlap: float) -> None:
     """Run in a child process: the whole predict path on a random int16 CT; prints peak RSS in MB."""
-    from medseg.engine.inference import load_ensemble
+    from medseg.inference.segmenter import Segmenter
     from medseg.io.image import ScalarImage
 
     config = ModelConfig(
@@ -261,12 +275,12 @@ def memory_child(size: tuple[int, int, int], classes: int, roi, overlap: float) 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "memory.pt"
         save_checkpoint(path, config.build(), config, plan, {c: f"class {c}" for c in range(classes)})
-        ensemble = load_ensemble([path])
+        segmenter = Segmenter.load(path, "cpu", overlap=overlap)
     ct = np.random.default_rng(0).integers(-1000, 1000, size, dtype=np.int16)
     image = ScalarImage(ct, np.diag([-spacing[0], -spacing[1], spacing[2], 1.0]))  # DICOM's LPS layout
     baseline = peak_rss_mb()
     start = time.perf_counter()
-    ensemble.predict(image, ensemble.settings(overlap=overlap))
+    segmenter.predict(image)
     seconds = time.perf_counter() - start
     peak = peak_rss_mb()
     print(f"{peak:.0f} {baseline:.0f} {seconds:.1f}")
@@ -281,7 +295,7 @@ def memory_row(size, classes: int, roi, overlap: float) -> dict[str, object]:
     print(f"RSS before predict: {baseline:.0f} MB; MONAI's count map would add {voxels * 4 / 2**20:.0f} MB")
     return row(
         "x".join(map(str, size)),
-        f"medseg Ensemble.predict, {classes} classes (peak RSS)",
+        f"medseg Segmenter.predict, {classes} classes (peak RSS)",
         seconds=seconds,
         peak_rss_mb=peak,
         monai_buffer_mb=classes * voxels * 4 / 2**20,
@@ -322,11 +336,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    model = trained_model(args.train_seconds, TRAIN_PATCH)
+    model, normalise = trained_model(args.train_seconds, TRAIN_PATCH)
     rows = []
     for size in args.sizes:
         rows += compare(
-            model, size, roi, args.overlap, args.batch_size, args.repeats, args.device, args.compile
+            model,
+            normalise,
+            size,
+            roi,
+            args.overlap,
+            args.batch_size,
+            args.repeats,
+            args.device,
+            args.compile,
         )
         print(f"{'x'.join(map(str, size))} done", flush=True)
     if not args.no_memory:

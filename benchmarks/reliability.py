@@ -1,7 +1,7 @@
 """Load: batch inference over many small DICOM studies (default 200) with flat memory, measured.
 
 Synthetic CT phantoms (`medseg.data.phantom`, scaled down) are written as DICOM series, each with its
-own study, then one `medseg.engine.batch.run_batch` call segments them all with every output on (mask,
+own study, then one `Segmenter.run_folder` call segments them all with every output on (mask,
 DICOM SEG, overlays, HTML report, result.json), as ``medseg infer`` does. The model is a small U-Net with
 random weights: memory and time depend on its size and the grid, not on what it learnt. A thread samples
 the process's resident memory (RSS) every 0.2 s beside the number of studies finished. Reported: RSS
@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 from _common import emit
 
+from medseg.checkpoint import ModelConfig, save_checkpoint
 from medseg.data.phantom import PhantomConfig, generate_case
-from medseg.engine.batch import RunOptions, run_batch
-from medseg.engine.checkpoint import ModelConfig, save_checkpoint
-from medseg.engine.inference import load_ensemble
-from medseg.engine.jobs import discover
+from medseg.inference.segmenter import Segmenter
 from medseg.io.dicom.writer import SeriesIdentity, write_dicom_series
 
 #: Bytes per page of /proc/self/statm.
@@ -107,14 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(temporary)
         write_studies(root / "in", args.studies, tuple(args.shape))
         model = write_model(root / "model.pt", [32, 32, 16], PhantomConfig().spacing)
-        ensemble = load_ensemble([model])
-        settings = ensemble.settings(precision="fp32")
-        discovery = discover(root / "in")
+        segmenter = Segmenter.load(model, "cpu", precision="fp32")
         sampler = MemorySampler(root / "out")
         before = rss_mb()
         sampler.start()
         start = time.perf_counter()
-        summary = run_batch(discovery, ensemble, settings, root / "out", RunOptions())
+        summary = segmenter.run_folder(root / "in", root / "out")
         seconds = time.perf_counter() - start
         sampler.stopped.set()
         sampler.join()

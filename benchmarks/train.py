@@ -39,12 +39,12 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from medseg.engine.config import config_from_dict
-from medseg.engine.distributed import Context
-from medseg.engine.experiment import prepare
-from medseg.engine.pipeline import EpochLoader, training_dataset
-from medseg.engine.precision import resolve_precision
-from medseg.engine.trainer import Trainer
+from medseg.runtime.distributed import Context
+from medseg.runtime.precision import resolve_precision
+from medseg.training.config import config_from_dict
+from medseg.training.experiment import prepare
+from medseg.training.patches import EpochLoader, training_dataset
+from medseg.training.trainer import Trainer
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "msd_hippocampus"
 #: The network of both loops: MONAI's UNet as in MONAI's tutorials (16-128, two residual units per level).

@@ -2,7 +2,7 @@
 
 A bundle (``bundles/<name>/``, MONAI's layout) holds ``configs/metadata.json``, ``train.json``,
 ``inference.json``, ``evaluate.json``, ``multi_gpu_train.json``, ``models/model.pt`` (a
-`medseg.engine.checkpoint` file), ``docs/README.md`` and ``LICENSE``. Its configs do not re-implement
+`medseg.checkpoint` file), ``docs/README.md`` and ``LICENSE``. Its configs do not re-implement
 anything in JSON: ``train.json`` holds a medseg `RunConfig` under the key ``training`` and its ``run``
 step (a ``_target_`` component) calls `train`; ``inference.json`` calls `infer`; ``network_def`` calls
 `build_network` (`medseg.models.create_model`). So these two commands do the same thing:
@@ -11,7 +11,7 @@ step (a ``_target_`` component) calls `train`; ``inference.json`` calls `infer`;
     medseg train --bundle B --dataset_dir DATA
 
 Bundle configs can evaluate Python expressions, so medseg reads only the bundles that ship with it
-(`SHIPPED_BUNDLES`) unless told to trust another one (``--trust-bundle``; `require_trust`).
+(`medseg.bundles`, recognised by content) unless told to trust another one (``--trust-bundle``).
 
 The data directory is the single key ``dataset_dir`` in both. medseg reads a bundle's config with MONAI's
 `ConfigParser` (`read_config`) and takes the ``training`` mapping from it, so command-line overrides
@@ -30,67 +30,18 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 
-from medseg.data.phantom import PHANTOM_LABELS, PhantomConfig, write_cohort
-from medseg.engine.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
-from medseg.engine.config import RunConfig, config_from_dict
-from medseg.engine.trainer import fit
+from medseg.bundles import CONFIGS_DIR, METADATA, find_bundle, require_trust
+from medseg.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
 from medseg.errors import ConfigError, InputError
+from medseg.training.config import RunConfig, config_from_dict
+from medseg.training.trainer import fit
 from medseg.utils.atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-CONFIGS_DIR = "configs"
 TRAIN_CONFIG = "train.json"
-INFERENCE_CONFIG = "inference.json"
-METADATA = "metadata.json"
-#: Where the bundles that ship with medseg live (``bundles/`` in the repository).
-SHIPPED_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-#: The bundles medseg ships; any other folder, even one dropped into `SHIPPED_BUNDLES`, needs trust.
-SHIPPED_NAMES = ("abdomen_ct_3d", "hippocampus_deeplab_3d", "hippocampus_mri_3d", "lung_cxr_2d")
-#: The command-line flag that trusts a bundle from elsewhere.
-TRUST_FLAG = "--trust-bundle"
 #: Config keys every bundle's train.json defines.
 TRAINING_KEY, MODEL_FILE_KEY, DATASET_KEY, ROOT_KEY = "training", "model_file", "dataset_dir", "bundle_root"
-
-
-def is_bundle(folder: str | os.PathLike) -> bool:
-    """True for a folder in MONAI's bundle layout (it has a ``configs`` folder)."""
-    return (Path(folder) / CONFIGS_DIR).is_dir()
-
-
-def require_trust(bundle: str | os.PathLike, trusted: bool) -> None:
-    """Refuse a bundle that did not ship with medseg unless `trusted`: its configs can run Python code."""
-    if trusted or Path(bundle).resolve() in {SHIPPED_BUNDLES / name for name in SHIPPED_NAMES}:
-        return
-    raise InputError(
-        bundle,
-        "this bundle did not ship with medseg, and bundle configs can run Python code; "
-        f"if you trust whoever wrote it, pass {TRUST_FLAG}",
-    )
-
-
-def inference_zooms(bundle: str | os.PathLike) -> list[float] | None:
-    """The test-time zooms of the bundle's inference.json (its ``run`` step's ``tta_zooms``), or None.
-
-    Read as plain JSON, nothing evaluated, so that ``medseg infer --model BUNDLE`` runs the bundle as
-    its inference.json does.
-    """
-    path = Path(bundle) / CONFIGS_DIR / INFERENCE_CONFIG
-    if not path.is_file():
-        return None
-    try:
-        steps = json.loads(path.read_text(encoding="utf-8")).get("run")
-    except (json.JSONDecodeError, AttributeError) as error:
-        raise ConfigError(f"{path}: not a JSON object ({error})") from error
-    for step in steps if isinstance(steps, list) else []:
-        zooms = step.get("tta_zooms") if isinstance(step, dict) else None
-        if zooms is None:
-            continue
-        numbers = isinstance(zooms, list) and all(type(z) in (int, float) for z in zooms)  # not bools
-        if not numbers:
-            raise ConfigError(f"{path}: tta_zooms must be a list of numbers, got {zooms!r}")
-        return [float(z) for z in zooms] or None
-    return None
 
 
 def read_config(
@@ -99,9 +50,12 @@ def read_config(
     """The bundle's ``configs/<name>`` with its metadata, ``bundle_root`` set to `bundle`, and `overrides`.
 
     Overrides use MONAI ids (``dataset_dir``, ``training#epochs``). Values are not evaluated until
-    ``get_parsed_content`` is called. A bundle from elsewhere than `SHIPPED_BUNDLES` needs `trusted`.
+    ``get_parsed_content`` is called. `bundle` is a folder or the name of a shipped bundle; a bundle
+    medseg did not ship needs `trusted`.
     """
     bundle = Path(bundle)
+    if not bundle.exists() and (shipped := find_bundle(str(bundle))) is not None:
+        bundle = shipped
     require_trust(bundle, trusted)
     path = bundle / CONFIGS_DIR / name
     if not path.is_file():
@@ -125,7 +79,7 @@ def training_config(
     """The checked `RunConfig` of a bundle's train.json and the path its best checkpoint is published to.
 
     `overrides` are `RunConfig` keys (as ``medseg train --set`` gives them), applied after the bundle's
-    expressions are evaluated. A bundle from elsewhere than `SHIPPED_BUNDLES` needs `trusted`.
+    expressions are evaluated. A bundle medseg did not ship needs `trusted`.
     """
     parser = read_config(bundle, trusted=trusted, **{DATASET_KEY: dataset_dir})
     for key in (TRAINING_KEY, MODEL_FILE_KEY):
@@ -166,7 +120,7 @@ def publish(checkpoint: str | os.PathLike, model_file: str | os.PathLike) -> Pat
 
 
 def run_training(config: RunConfig, model_file: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
-    """Train as `config` says (`medseg.engine.trainer.fit`) and publish ``best.pt`` to `model_file`.
+    """Train as `config` says (`medseg.training.trainer.fit`) and publish ``best.pt`` to `model_file`.
 
     Under torchrun only rank 0 publishes. Returns fit's summary with ``model_file`` added.
     """
@@ -196,33 +150,25 @@ def infer(
 ) -> dict[str, Any]:
     """The ``run`` step of inference.json: segment every image under `dataset_dir`, as ``medseg infer``.
 
-    Writes the same per-input folders and ``summary.json`` (`medseg.engine.batch.run_batch`) and returns
-    the summary; fails if any input failed. `device` ``auto`` is the GPU when there is one.
+    Loads the model with `Segmenter.load` and runs `Segmenter.run_folder`: the same per-input folders,
+    settings and ``summary.json`` as ``medseg infer --model BUNDLE``. Fails if any input failed.
+    `device` ``auto`` is the GPU when there is one.
     """
-    from medseg.engine.batch import RunOptions, exit_status, run_batch
-    from medseg.engine.inference import load_ensemble
-    from medseg.engine.jobs import discover
-    from medseg.engine.postprocess import PostProcessing
+    from medseg.inference.runner import exit_status
+    from medseg.inference.segmenter import Segmenter
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    ensemble = load_ensemble([model_file], device).to(device)
-    settings = ensemble.settings(
-        overlap=overlap,
+    segmenter = Segmenter.load(
+        model_file,
+        device,
         tta=tta,
-        zooms=tuple(tta_zooms) if tta_zooms else None,
+        tta_zooms=tta_zooms or [1.0],
+        overlap=overlap,
         precision=precision,
-        device=device,
+        largest_component=largest_component or None,
     )
-    discovery = discover(dataset_dir)
-    if not discovery.jobs:
-        raise InputError(dataset_dir, f"nothing to segment ({len(discovery.skipped)} file(s) skipped)")
-    options = RunOptions(
-        write_seg=write_seg,
-        write_overlays=write_overlays,
-        postprocessing=PostProcessing(largest_component=frozenset(largest_component or ())),
+    summary = segmenter.run_folder(
+        dataset_dir, output_dir, write_seg=write_seg, write_overlays=write_overlays
     )
-    summary = run_batch(discovery, ensemble, settings, output_dir, options)
     if exit_status(summary) != 0:
         raise InputError(output_dir, f"{summary['counts']['failed']} input(s) failed; see summary.json")
     return summary
@@ -231,15 +177,15 @@ def infer(
 def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dict[str, Any]:
     """The ``run`` step of evaluate.json: the bundle's model on its fold's validation cases.
 
-    Dice per class is computed as during training (`medseg.engine.validation.validate`: the model's
+    Dice per class is computed as during training (`medseg.training.validation.validate`: the model's
     plan, its training patch as the window, on the plan's grid) and written to `output_file` as JSON.
     """
+    from medseg.checkpoint import load_checkpoint, model_from_checkpoint
     from medseg.data.planner import Plan
-    from medseg.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from medseg.engine.experiment import prepare
-    from medseg.engine.pipeline import validation_dataset
-    from medseg.engine.precision import resolve_precision
-    from medseg.engine.validation import validate
+    from medseg.runtime.precision import resolve_precision
+    from medseg.training.experiment import prepare
+    from medseg.training.patches import validation_dataset
+    from medseg.training.validation import validate
 
     config = config_from_dict(dict(training), where=TRAINING_KEY)
     experiment = prepare(config)
@@ -258,29 +204,3 @@ def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dic
     Path(output_file).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(output_file, json.dumps(report, indent=1) + "\n")
     return report
-
-
-def _relative(path: str, folder: Path) -> str:
-    return Path(path).relative_to(folder).as_posix()
-
-
-def phantom_dataset(
-    folder: str | os.PathLike, n_cases: int, seed: int = 0, config: PhantomConfig | None = None
-) -> Path:
-    """Write `n_cases` synthetic abdomen CTs (DICOM + NIfTI labels) and a JSON manifest; return its path.
-
-    The manifest names the phantom's classes and the CT modality, so it is a ``dataset_dir`` for the
-    abdomen bundle as it is.
-    """
-    folder = Path(folder)
-    records = write_cohort(folder, n_cases, seed=seed, config=config or PhantomConfig())
-    manifest = {
-        "name": "abdomen_phantom",
-        "labels": {str(value): name for value, name in PHANTOM_LABELS.items()},
-        "modalities": ["CT"],
-        "cases": [  # relative to the manifest, so the folder can move
-            {"id": r["id"], "image": _relative(r["dicom"], folder), "label": _relative(r["label"], folder)}
-            for r in records
-        ],
-    }
-    return write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")

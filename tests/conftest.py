@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Test helpers every test folder imports by module name (DICOM factory, tiny models, training fixtures).
+sys.path.insert(0, str(Path(__file__).with_name("helpers")))
 DATASETS_DIR = REPO_ROOT.parent / "shared" / "datasets"
 
 

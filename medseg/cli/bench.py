@@ -9,9 +9,6 @@ from pathlib import Path
 
 from medseg.errors import ConfigError
 
-NAME = "bench"
-HELP = "run a benchmark (io, models, train, infer, ...) and print ratios against its baseline"
-
 #: Benchmarks ship with the source checkout, beside the package.
 BENCHMARK_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 

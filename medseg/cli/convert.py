@@ -11,9 +11,6 @@ from medseg.io.dicom.geometry import REPAIRS
 from medseg.io.dicom.scan import FolderScan, SeriesInfo, scan_folder
 from medseg.io.volume import write_volume
 
-NAME = "convert"
-HELP = "convert a DICOM series (folder) to NIfTI, NRRD or MHA"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dicom_dir", type=Path, help="folder holding the series (any depth)")

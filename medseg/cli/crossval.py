@@ -6,11 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from medseg.engine.crossval import gather_folds, markdown_table, summary_rows
+from medseg.training.crossval import gather_folds, markdown_table, summary_rows
 from medseg.utils.atomic import write_text_atomic
-
-NAME = "crossval"
-HELP = "gather the cross-validation folds' validation Dice (ROOT/fold_*/validation.json) into one table"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

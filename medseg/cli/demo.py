@@ -1,12 +1,9 @@
-"""`medseg demo`: the whole product path on a synthetic CT cohort, offline, in about three minutes."""
+"""`medseg demo`: the whole product path on a synthetic CT cohort, offline, in a few minutes."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-NAME = "demo"
-HELP = "train on a synthetic CT cohort and produce a second opinion for an unseen DICOM folder"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-cases", type=int, default=8, help="phantom cases to train on (default: %(default)s)"
     )
     parser.add_argument(
+        "--steps", type=int, default=500, help="training steps, the demo's budget (default: %(default)s)"
+    )
+    parser.add_argument(
         "--max-seconds",
         type=float,
-        default=150.0,
-        help="training time budget in seconds (default: %(default)s)",
+        default=900.0,
+        help="safety cap on training time in seconds; reaching it is reported (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the cohort and training")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -30,18 +30,25 @@ def run(args: argparse.Namespace) -> int:
     from medseg.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
-        out_dir=args.out, train_cases=args.train_cases, max_seconds=args.max_seconds, seed=args.seed
+        out_dir=args.out,
+        train_cases=args.train_cases,
+        max_steps=args.steps,
+        max_seconds=args.max_seconds,
+        seed=args.seed,
     )
     summary = run_demo(settings, progress=not args.no_progress)
     print()
     training = summary["training"]
     steps, seconds = training["steps"], training["seconds"]
     print(f"Done in {summary['seconds']:.0f} s ({steps} training steps in {seconds:.0f} s).")
-    print("Mean Dice per class on the unseen case(s):")
+    if training["cut_short_by_time_cap"]:
+        print(f"Training was cut short by the time cap: {steps} of {training['planned_steps']} steps.")
+    print("Dice and IoU per class on the unseen case(s):")
     for name, dice in summary["mean_dice"].items():
-        print(f"  {name:10s} {dice:.3f}")
-    print(f"Model checkpoint: {summary['checkpoint']}")
+        print(f"  {name:10s} Dice {dice:.3f}  IoU {summary['mean_iou'][name]:.3f}")
+    run_folder = Path(summary["checkpoint"]).parent
+    print(f"Model: {summary['checkpoint']}  (medseg infer STUDY --model {run_folder})")
     for folder in summary["results"]:
-        print(f"Results: {folder}  (mask.nii.gz, overlays/, report.md, report.json)")
+        print(f"Results: {folder}  (mask.nii.gz, seg.dcm, overlays/, report.html, result.json)")
     print(f"Summary: {Path(args.out).resolve() / 'summary.json'}")
     return 0

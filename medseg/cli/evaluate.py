@@ -12,9 +12,6 @@ from medseg.metrics.evaluate import DEFAULT_NSD_TOLERANCE_MM
 from medseg.metrics.outputs import format_table, write_outputs
 from medseg.metrics.pairing import pair_paths, read_manifest
 
-NAME = "evaluate"
-HELP = "compare predicted masks with reference masks: Dice, HD95, NSD, lesion-wise scores, volumes"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prediction", nargs="?", help="predicted mask file, or folder of masks")

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
-
-NAME = "infer"
-HELP = "segment every series in a DICOM folder (or NIfTI/PNG files) with a trained model"
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-m",
         nargs="+",
         required=True,
-        type=Path,
-        help="checkpoint(s) or model folder(s) with models/*.pt; several are ensembled",
+        help="a shipped bundle's name (see 'medseg models'), a bundle folder, a training run folder "
+        "(its best.pt), or checkpoint file(s); several are ensembled",
     )
     parser.add_argument(
         "--trust-bundle",
@@ -43,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder: one sub-folder per series and summary.json; exit status 3 if some inputs failed",
     )
     windows = parser.add_argument_group("sliding window")
-    windows.add_argument("--overlap", type=float, default=0.5, help="window overlap (default: %(default)s)")
+    windows.add_argument(
+        "--overlap", type=float, default=None, help="window overlap (default: the bundle's, else 0.5)"
+    )
     windows.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 4)")
     windows.add_argument(
         "--roi", type=int, nargs="+", default=None, help="window size (default: the plan's patch)"
@@ -126,90 +124,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     select.add_argument("--progress", action="store_true", help="show a progress bar over windows")
 
 
-def _classes(requested: list[str] | None, class_names: dict[int, str]) -> frozenset[int]:
-    from medseg.errors import ConfigError
-
-    if requested is None:
-        return frozenset()
-    if not requested:
-        return frozenset(value for value in class_names if value > 0)
-    by_name = {name.lower(): value for value, name in class_names.items()}
-    values = set()
-    for item in requested:
-        if item.isdigit() and int(item) in class_names:
-            values.add(int(item))
-        elif item.lower() in by_name:
-            values.add(by_name[item.lower()])
-        else:
-            raise ConfigError(f"unknown class {item!r}; the model has {', '.join(class_names.values())}")
-    return frozenset(values)
-
-
-def _device(requested: str, local_rank: int) -> str:
-    import torch
-
-    if requested == "auto":
-        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
 def run(args: argparse.Namespace) -> int:
-    from medseg.bundle import inference_zooms, is_bundle, require_trust
-    from medseg.engine.batch import RunOptions, exit_status, run_batch
-    from medseg.engine.inference import load_ensemble
-    from medseg.engine.jobs import discover
-    from medseg.engine.postprocess import PostProcessing
-    from medseg.errors import InputError
-    from medseg.io.dicom.scan import SeriesRules
+    from medseg.inference.runner import exit_status
+    from medseg.inference.segmenter import Segmenter
 
-    zooms = args.tta_zooms
-    for source in args.model:
-        if source.is_dir() and is_bundle(source):
-            require_trust(source, args.trust_bundle)
-            if zooms is None and (zooms := inference_zooms(source)):
-                logger.info("bundle inference.json test-time zooms %s (--tta-zooms 1: off)", zooms)
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = _device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
-    ensemble = load_ensemble(args.model, device).to(device)
-    if args.tta and not ensemble.plan.mirroring:
-        logger.warning(
-            "--tta does nothing: the model was trained without mirroring (plan mirror_axes: []); "
-            "--tta-zooms is the test-time augmentation for such models"
-        )
-    settings = ensemble.settings(
-        roi_size=tuple(args.roi) if args.roi else None,
+    segmenter = Segmenter.load(
+        args.model,
+        args.device,
+        tta=args.tta or None,
+        tta_zooms=args.tta_zooms,
         overlap=args.overlap,
+        roi_size=args.roi,
         batch_size=args.batch_size,
-        tta=args.tta,
-        zooms=tuple(zooms) if zooms else None,
         precision=args.precision,
         accumulate=args.accumulate,
         channels_last=args.channels_last,
         compile=args.compile,
-        device=device,
+        largest_component=args.largest_component,
+        min_lesion_ml=args.min_lesion_ml,
+        fill_holes=args.fill_holes,
+        trust_bundle=args.trust_bundle,
     )
-    postprocessing = PostProcessing(
-        largest_component=_classes(args.largest_component, ensemble.class_names),
-        min_volume_ml=args.min_lesion_ml,
-        fill_holes=_classes(args.fill_holes, ensemble.class_names),
-    )
-    discovery = discover(args.input, SeriesRules(modalities=tuple(m.upper() for m in args.modality)))
-    if not discovery.jobs:
-        raise InputError(args.input, f"nothing to segment ({len(discovery.skipped)} file(s) skipped)")
-    options = RunOptions(
+    summary = segmenter.run_folder(
+        args.input,
+        args.out,
+        modalities=args.modality,
         write_seg=not args.no_seg,
         write_overlays=not args.no_overlays,
         anonymize=args.anonymize,
-        uncertainty=args.uncertainty
-        if args.uncertainty is not None
-        else bool(settings.mirror_axes) or len(settings.zooms) > 1 or len(ensemble.networks) > 1,
+        uncertainty=args.uncertainty,
         force=args.force,
-        rank=rank,
-        world_size=world_size,
         progress=args.progress,
-        postprocessing=postprocessing,
     )
-    summary = run_batch(discovery, ensemble, settings, args.out, options)
     counts = summary["counts"]
     logger.info(
         "%d done, %d skipped, %d failed; summary in %s",

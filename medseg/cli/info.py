@@ -18,9 +18,6 @@ import pydicom
 from medseg.io.dicom.scan import FolderScan, grid_summary, scan_folder
 from medseg.io.reader import is_dicom_file, read_image
 
-NAME = "info"
-HELP = "print what a DICOM folder, DICOM file, NIfTI/NRRD/MHA volume or PNG holds (JSON)"
-
 #: Skipped files listed by name for each reason; the rest are only counted.
 SKIPPED_EXAMPLES = 3
 #: Image meta keys printed besides the modality (none identifies a patient).

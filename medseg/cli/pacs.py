@@ -18,8 +18,6 @@ if TYPE_CHECKING:  # imported when a command runs: `medseg --help` stays quick
     from medseg.pacs.client import PacsClient, Study, StudyQuery
     from medseg.pacs.pipeline import StudyOutcome
 
-NAME = "pacs"
-HELP = "find studies on a PACS (DICOMweb or DIMSE), segment them and store the DICOM SEG back"
 STATE_NAME = "pacs-state.json"
 
 logger = logging.getLogger(__name__)
@@ -37,7 +35,16 @@ def _query_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", "-m", nargs="+", required=True, type=Path, help="checkpoint(s) or model folder(s)"
+        "--model",
+        "-m",
+        nargs="+",
+        required=True,
+        help="a shipped bundle's name, a bundle folder, a run folder or checkpoint(s), as for 'medseg infer'",
+    )
+    parser.add_argument(
+        "--trust-bundle",
+        action="store_true",
+        help="allow a bundle folder that medseg did not ship (bundle configs can run code)",
     )
     parser.add_argument(
         "--out", "-o", type=Path, required=True, help="results folder (one sub-folder per study)"
@@ -49,7 +56,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="autocast (default: %(default)s)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     parser.add_argument(
         "--store-overlays", action="store_true", help="also store overlays as a Secondary Capture series"
@@ -101,23 +108,23 @@ def _modalities(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _processor(args: argparse.Namespace, client: PacsClient) -> Callable[[Study], StudyOutcome]:
     """A function segmenting one study with the model, as `medseg infer` does."""
-    from medseg.engine.batch import RunOptions
-    from medseg.engine.inference import load_ensemble
+    from medseg.inference.segmenter import Segmenter
     from medseg.pacs.pipeline import PacsOptions, process_study
 
-    ensemble = load_ensemble(args.model, args.device)
-    settings = ensemble.settings(precision=args.precision, device=args.device)
+    segmenter = Segmenter.load(
+        args.model, args.device, precision=args.precision, trust_bundle=args.trust_bundle
+    )
     options = PacsOptions(
         modalities=_modalities(args),
         keep_images=args.keep_images,
         store_overlays=args.store_overlays and not args.no_overlays,
-        run=RunOptions(write_overlays=not args.no_overlays),
+        write_overlays=not args.no_overlays,
     )
-    return lambda study: process_study(client, study, ensemble, settings, args.out, options)
+    return lambda study: process_study(client, study, segmenter, args.out, options)
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.engine.batch import EXIT_SOME_FAILED
+    from medseg.inference.runner import EXIT_SOME_FAILED
     from medseg.pacs.client import connect
     from medseg.pacs.config import load_config
     from medseg.pacs.pipeline import retrieve_study

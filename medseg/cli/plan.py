@@ -6,13 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from medseg.data.datasets import open_dataset
-from medseg.data.fingerprint import compute_fingerprint
-from medseg.data.planner import Planner, save_plan
-
-NAME = "plan"
-HELP = "measure a dataset and propose preprocessing and patch settings (writes plans.json)"
-
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.data.datasets import open_dataset
+    from medseg.data.fingerprint import compute_fingerprint
+    from medseg.data.planner import Planner, save_plan
+
     dataset = open_dataset(args.dataset, modality=args.modality)
     fingerprint = compute_fingerprint(dataset, progress=not args.no_progress)
     info = {

@@ -26,9 +26,6 @@ from medseg.report.html import page, table
 from medseg.report.study import write_study_report
 from medseg.utils.atomic import write_text_atomic
 
-NAME = "report"
-HELP = "write self-contained HTML second-opinion reports (overlays, volumes, lesions, metrics)"
-
 #: nnU-Net's channel suffix on image file names.
 _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 

@@ -15,20 +15,18 @@ from pathlib import Path
 
 import yaml
 
-from medseg.engine.config import RunConfig, load_config
-from medseg.engine.experiment import prepare
-from medseg.engine.trainer import fit
 from medseg.errors import ConfigError
-
-NAME = "train"
-HELP = "train a segmentation model from a YAML/JSON config (checkpoints, history, validation Dice)"
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, nargs="?", help="YAML or JSON run configuration")
-    parser.add_argument("--bundle", type=Path, help="train a bundle folder's configs/train.json instead")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help="train a bundle (folder, or a shipped bundle's name) from its configs/train.json",
+    )
     parser.add_argument(
         "--dataset_dir", "--dataset-dir", dest="dataset_dir", help="the bundle's data (its dataset_dir key)"
     )
@@ -80,6 +78,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.training.config import load_config
+    from medseg.training.experiment import prepare
+    from medseg.training.trainer import fit
+
     if (args.config is None) == (args.bundle is None):
         raise ConfigError("give either a CONFIG file or --bundle DIR")
     if args.dataset_dir and args.bundle is None:
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             args.bundle, args.dataset_dir, overrides_from(args), trusted=args.trust_bundle
         )
     else:
-        config: RunConfig = load_config(args.config, overrides_from(args))
+        config = load_config(args.config, overrides_from(args))
     if args.check:
         experiment = prepare(config)
         print(

@@ -11,6 +11,7 @@ Used by `medseg demo` and by tests that need CT data with known truth.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from scipy import ndimage
 from medseg.io.dicom.writer import SeriesIdentity, write_dicom_series
 from medseg.io.image import LabelMap, ScalarImage
 from medseg.io.volume import write_volume
+from medseg.utils.atomic import write_text_atomic
 
 #: Label values of the phantom's structures.
 PHANTOM_LABELS = {0: "background", 1: "liver", 2: "spleen", 3: "kidney", 4: "tumour"}
@@ -143,3 +145,29 @@ def write_cohort(
             {"id": case.case_id, "dicom": str(case_dir / "dicom"), "label": str(case_dir / "label.nii.gz")}
         )
     return records
+
+
+def _relative(path: str, folder: Path) -> str:
+    return Path(path).relative_to(folder).as_posix()
+
+
+def write_phantom_dataset(
+    folder: str | os.PathLike, n_cases: int, seed: int = 0, config: PhantomConfig | None = None
+) -> Path:
+    """Write `n_cases` synthetic abdomen CTs (DICOM + NIfTI labels) and a JSON manifest; return its path.
+
+    The manifest names the phantom's classes and the CT modality, so it is a ``dataset_dir`` for the
+    abdomen bundle as it is.
+    """
+    folder = Path(folder)
+    records = write_cohort(folder, n_cases, seed=seed, config=config or PhantomConfig())
+    manifest = {
+        "name": "abdomen_phantom",
+        "labels": {str(value): name for value, name in PHANTOM_LABELS.items()},
+        "modalities": ["CT"],
+        "cases": [  # relative to the manifest, so the folder can move
+            {"id": r["id"], "image": _relative(r["dicom"], folder), "label": _relative(r["label"], folder)}
+            for r in records
+        ],
+    }
+    return write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")

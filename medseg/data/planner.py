@@ -252,26 +252,37 @@ def load_plan(path: str | os.PathLike) -> Plan:
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        plan = Plan(**raw)
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(path, f"cannot read plan ({error})") from None
+    return plan_from_dict(raw, path)
+
+
+def plan_from_dict(raw: Any, source: str | os.PathLike | None = None) -> Plan:
+    """A `Plan` from its plans.json mapping, checked; a bad one is an `InputError` naming `source`."""
+    if not isinstance(raw, dict):
+        raise InputError(source, f"not a medseg plan (a {type(raw).__name__}, not a mapping)")
+    try:
+        plan = Plan(**raw)
     except TypeError as error:
-        raise InputError(path, f"not a medseg plan ({error})") from None
+        raise InputError(source, f"not a medseg plan ({error})") from None
     if plan.version != PLAN_VERSION:
-        raise InputError(path, f"plan version {plan.version}; this medseg reads version {PLAN_VERSION}")
+        raise InputError(source, f"plan version {plan.version}; this medseg reads version {PLAN_VERSION}")
+    if plan.dim not in (2, 3):
+        raise InputError(source, f"plan dim must be 2 or 3, got {plan.dim!r}")
     for name in ("target_spacing", "patch_size", "pool_counts"):
-        if len(getattr(plan, name)) != plan.dim:
-            raise InputError(path, f"{name} must have {plan.dim} values, got {getattr(plan, name)}")
+        if not isinstance(getattr(plan, name), list) or len(getattr(plan, name)) != plan.dim:
+            raise InputError(source, f"{name} must have {plan.dim} values, got {getattr(plan, name)}")
     for axis, (size, count) in enumerate(zip(plan.patch_size, plan.pool_counts, strict=True)):
         if size % 2**count:
-            raise InputError(path, f"patch_size[{axis}] = {size} is not divisible by 2**{count}")
+            raise InputError(source, f"patch_size[{axis}] = {size} is not divisible by 2**{count}")
     if any(not 0 <= axis < plan.dim for axis in plan.mirroring):
         raise InputError(
-            path, f"mirror_axes {plan.mirror_axes} must be axes 0..{plan.dim - 1} (or null for all)"
+            source, f"mirror_axes {plan.mirror_axes} must be axes 0..{plan.dim - 1} (or null for all)"
         )
+    if not plan.normalization:
+        raise InputError(source, "the plan names no channel normalisation")
     for channel in plan.normalization:
-        if channel.get("scheme") not in NORMALIZATION_SCHEMES:
-            raise InputError(
-                path, f"normalization scheme {channel.get('scheme')!r}; use {NORMALIZATION_SCHEMES}"
-            )
+        if not isinstance(channel, dict) or channel.get("scheme") not in NORMALIZATION_SCHEMES:
+            scheme = channel.get("scheme") if isinstance(channel, dict) else channel
+            raise InputError(source, f"normalization scheme {scheme!r}; use {NORMALIZATION_SCHEMES}")
     return plan

@@ -22,27 +22,41 @@ Empty-mask policy, the same as `medseg.metrics.overlap` and visible in the ``emp
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import torch
-from monai.metrics.utils import get_edge_surface_distance
 
 #: Percentile of the directed surface distances reported as the robust Hausdorff distance.
 HAUSDORFF_PERCENTILE = 95.0
 
 
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run torch on one thread: MONAI's edge code is many small reductions, which torch's thread pool
-    made 3x slower in total on a shared 2-core CPU (measured on a 32-class TotalSegmentator map)."""
+def _edge_distances(
+    prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (mm) from each mask's surface voxels to the other's surface, by MONAI's edge code.
+
+    Torch runs on one thread here: MONAI's edge code is many small reductions, which torch's thread pool
+    made 3x slower in total on a shared 2-core CPU (measured on a 32-class TotalSegmentator map). Torch
+    and MONAI are imported here, so reading the metrics (and the command line's help) stays quick.
+    """
+    import torch
+    from monai.metrics.utils import get_edge_surface_distance
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        # A mask covering the whole array skips MONAI's own cropping (slow, and callers crop already);
+        # outside the array still counts as background, as with MONAI's padded crop.
+        _, (to_reference, to_prediction), _ = get_edge_surface_distance(
+            torch.from_numpy(np.ascontiguousarray(prediction)),
+            torch.from_numpy(np.ascontiguousarray(reference)),
+            spacing=[float(s) for s in spacing],
+            symmetric=True,
+            mask=torch.ones(prediction.shape, dtype=torch.bool),
+        )
     finally:
         torch.set_num_threads(threads)
+    return to_reference.double().numpy(), to_prediction.double().numpy()
 
 
 def worst_distance_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
@@ -74,22 +88,13 @@ def surface_metrics(
         worst = worst_distance_mm(prediction.shape, spacing) if worst_mm is None else float(worst_mm)
         empty = "prediction" if not has_prediction else "reference"
         return {"hd95_mm": worst, "assd_mm": worst, "nsd": 0.0, "empty": empty}
-    # A mask covering the whole array skips MONAI's own cropping (slow, and callers crop already);
-    # outside the array still counts as background, as with MONAI's padded crop.
-    with _single_thread():
-        _, (to_reference, to_prediction), _ = get_edge_surface_distance(
-            torch.from_numpy(np.ascontiguousarray(prediction)),
-            torch.from_numpy(np.ascontiguousarray(reference)),
-            spacing=[float(s) for s in spacing],
-            symmetric=True,
-            mask=torch.ones(prediction.shape, dtype=torch.bool),
-        )
+    to_reference, to_prediction = _edge_distances(prediction, reference, spacing)
     quantile = HAUSDORFF_PERCENTILE / 100.0
-    hd95 = max(float(torch.quantile(d.double(), quantile)) for d in (to_reference, to_prediction))
-    both = torch.cat([to_reference, to_prediction]).double()
+    hd95 = max(float(np.quantile(d, quantile)) for d in (to_reference, to_prediction))
+    both = np.concatenate([to_reference, to_prediction])
     return {
         "hd95_mm": hd95,
         "assd_mm": float(both.mean()),
-        "nsd": float((both <= tolerance_mm).double().mean()),
+        "nsd": float((both <= tolerance_mm).mean()),
         "empty": "none",
     }

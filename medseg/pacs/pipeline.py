@@ -1,11 +1,11 @@
 """One study from the PACS to results and back: retrieve -> `medseg infer`'s batch runner -> store SEGs.
 
 `process_study` retrieves the study's image series into ``OUT/<study key>/images/series_<n>/``, segments
-them with `medseg.engine.batch.run_batch` (results in ``OUT/<study key>/results/<series key>/``: mask,
-seg.dcm, overlays, result.json) and stores each new DICOM SEG on the PACS (with the overlays as a
-Secondary Capture series when asked). Before storing it asks the
-PACS for SEGs that medseg (same model name) already made for the same source series, so a rerun or a
-restart never stores a result twice. Retrieved images are deleted afterwards unless asked to keep them.
+them with `Segmenter.run_folder`, as ``medseg infer`` does (results in ``OUT/<study key>/results/<series
+key>/``: mask, seg.dcm, overlays, result.json) and stores each new DICOM SEG on the PACS (with the overlays
+as a Secondary Capture series when asked). Before storing it asks the PACS for SEGs that medseg (same model
+name) already made for the same source series, so a rerun or a restart never stores a result twice.
+Retrieved images are deleted afterwards unless asked to keep them.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pydicom
 
-from medseg.engine.batch import RunOptions, run_batch
-from medseg.engine.inference import Ensemble
-from medseg.engine.jobs import discover
-from medseg.engine.sliding_window import WindowSettings
+from medseg.errors import InputError
+from medseg.inference.segmenter import Segmenter
 from medseg.io import seg_writer
-from medseg.io.dicom.scan import SeriesRules
 from medseg.io.seg_writer import MANUFACTURER
 from medseg.pacs import capture
 from medseg.pacs.capture import write_captures
@@ -40,12 +37,12 @@ SEG_NAME = "seg.dcm"
 
 @dataclass(frozen=True)
 class PacsOptions:
-    """Which series to segment, what to keep, and the batch runner's options."""
+    """Which series to segment, what to write and keep."""
 
     modalities: tuple[str, ...] = ()  # empty: every image modality
     keep_images: bool = False
+    write_overlays: bool = True
     store_overlays: bool = False  # also store the overlay pictures as a Secondary Capture series
-    run: RunOptions = field(default_factory=RunOptions)
 
 
 @dataclass
@@ -134,8 +131,7 @@ def _store_result(
 def process_study(
     client: PacsClient,
     study: Study,
-    ensemble: Ensemble,
-    settings: WindowSettings,
+    segmenter: Segmenter,
     out_dir: str | os.PathLike,
     options: PacsOptions,
 ) -> StudyOutcome:
@@ -148,8 +144,16 @@ def process_study(
     logger.info("study %s: %d image series retrieved", study.key, retrieved)
     if not retrieved:
         return outcome
-    discovery = discover(images, SeriesRules(modalities=options.modalities))
-    summary = run_batch(discovery, ensemble, settings, study_dir / "results", options.run)
+    try:
+        summary = segmenter.run_folder(
+            images,
+            study_dir / "results",
+            modalities=options.modalities,
+            write_overlays=options.write_overlays,
+        )
+    except InputError as error:  # only non-image objects arrived
+        logger.info("study %s: %s", study.key, error)
+        return outcome
     existing = stored_results(client, study.study_instance_uid)
     for item in summary["items"]:
         if item["status"] == "failed":

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from medseg.bundles import SHIPPED_DIR
 from medseg.data.phantom import PhantomConfig
 
-BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+BUNDLES_DIR = SHIPPED_DIR
 BUNDLE_NAMES = ("hippocampus_mri_3d", "hippocampus_deeplab_3d", "lung_cxr_2d", "abdomen_ct_3d")
 #: Real cases linked into the tiny datasets.
 HIPPOCAMPUS_CASES = ("hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006")

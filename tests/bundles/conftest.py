@@ -10,7 +10,7 @@ import pytest
 import torch
 from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, PHANTOM, PHANTOM_CASES
 
-from medseg.bundle import phantom_dataset
+from medseg.data.phantom import write_phantom_dataset
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -59,4 +59,6 @@ def cxr_tiny(datasets_dir: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def phantom_tiny(tmp_path_factory) -> Path:
     """The manifest of three small phantom CTs (DICOM series + NIfTI labels)."""
-    return phantom_dataset(tmp_path_factory.mktemp("phantom_tiny"), PHANTOM_CASES, seed=3, config=PHANTOM)
+    return write_phantom_dataset(
+        tmp_path_factory.mktemp("phantom_tiny"), PHANTOM_CASES, seed=3, config=PHANTOM
+    )

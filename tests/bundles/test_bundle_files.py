@@ -14,21 +14,22 @@ import torch
 from bundle_cases import BUNDLE_NAMES, BUNDLES_DIR
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
-from medseg.bundle import inference_zooms, publish
+from medseg.bundle import publish
+from medseg.bundles import inference_defaults
+from medseg.checkpoint import load_checkpoint
 from medseg.data.datasets import open_dataset
 from medseg.data.loading import load_case
 from medseg.data.phantom import generate_case
 from medseg.data.splits import kfold_splits
-from medseg.engine.checkpoint import load_checkpoint
-from medseg.engine.config import config_from_dict
-from medseg.engine.inference import load_ensemble
 from medseg.errors import ConfigError
+from medseg.inference.ensemble import load_ensemble
 from medseg.metrics.overlap import overlap_per_class
+from medseg.training.config import config_from_dict
 
 #: verify_metadata warns that the (vendored, not downloaded) schema file has no hash to check.
 pytestmark = pytest.mark.filterwarnings("ignore:No hash value provided:UserWarning")
 
-SCHEMA = BUNDLES_DIR / "_schema" / "meta_schema.json"
+SCHEMA = Path(__file__).with_name("meta_schema.json")
 #: Files of MONAI's bundle layout that every bundle has.
 LAYOUT = (
     "configs/metadata.json",
@@ -54,7 +55,7 @@ def members(name: str) -> list[Path]:
 
 
 def test_bundle_folders_are_the_shipped_ones():
-    found = sorted(p.name for p in BUNDLES_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    found = sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
     assert found == sorted(BUNDLE_NAMES)
 
 
@@ -91,13 +92,13 @@ def test_schema_refuses_broken_metadata(field: str, edit):
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_network_in_out(name: str):
-    """MONAI's verify_net_in_out on the inference config's network_def (a 32-voxel input per axis)."""
+    """MONAI's verify_net_in_out on the inference config's network_def, with its defaults (n=1), as the
+    model zoo checks bundles."""
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(BUNDLES_DIR / name / "configs" / "metadata.json"),
         config_file=str(BUNDLES_DIR / name / "configs" / "inference.json"),
         device="cpu",
-        n=2,
     )
 
 
@@ -158,7 +159,9 @@ def test_shipped_weights_segment_validation_cases(name, dataset, modality, minim
     validation = set(kfold_splits(data.ids)[0]["val"])
     records = [record for record in data.cases if record["id"] in validation][:QUALITY_CASES]
     ensemble = load_ensemble([BUNDLES_DIR / name])
-    settings = ensemble.settings(precision="fp32", zooms=inference_zooms(BUNDLES_DIR / name))  # as it runs
+    settings = ensemble.settings(
+        precision="fp32", zooms=inference_defaults(BUNDLES_DIR / name).get("tta_zooms")
+    )  # as it runs
     scores = []
     for record in records:
         image, label = load_case(record)
@@ -193,17 +196,21 @@ def test_multi_gpu_config_merges_onto_train(name: str):
     assert config.model_options == single.get_parsed_content("training")["model_options"]
 
 
-def test_inference_zooms_are_read_from_inference_json_without_evaluating_it(tmp_path: Path):
-    assert inference_zooms(BUNDLES_DIR / "lung_cxr_2d") == [0.9, 0.95, 1.05, 1.1]
-    assert inference_zooms(BUNDLES_DIR / "hippocampus_mri_3d") is None
+def test_inference_defaults_are_read_from_inference_json_without_evaluating_it(tmp_path: Path):
+    assert inference_defaults(BUNDLES_DIR / "lung_cxr_2d")["tta_zooms"] == [0.9, 0.95, 1.05, 1.1]
+    assert "tta_zooms" not in inference_defaults(BUNDLES_DIR / "hippocampus_mri_3d")
+    assert inference_defaults(BUNDLES_DIR / "hippocampus_mri_3d")["overlap"] == 0.5
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "inference.json").write_text(json.dumps({"run": [{"tta_zooms": "$__import__('os')"}]}))
-    with pytest.raises(ConfigError, match=r"inference\.json: tta_zooms must be a list of numbers"):
-        inference_zooms(tmp_path)
+    with pytest.raises(ConfigError, match=r"inference\.json: tta_zooms must be a literal list"):
+        inference_defaults(tmp_path)
+    (configs / "inference.json").write_text(json.dumps({"run": [{"tta_zooms": [True, 1.1]}]}))
+    with pytest.raises(ConfigError, match=r"inference\.json: tta_zooms must be a literal list"):
+        inference_defaults(tmp_path)
     (configs / "inference.json").write_text('{"run": [')
     with pytest.raises(ConfigError, match=r"inference\.json: not a JSON object"):
-        inference_zooms(tmp_path)
+        inference_defaults(tmp_path)
 
 
 def test_publishing_warns_of_members_trained_on_another_plan(tmp_path: Path, caplog):

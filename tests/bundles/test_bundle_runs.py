@@ -19,12 +19,11 @@ from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, PHANTOM, TINY, copy_bundl
 from monai.bundle import run as monai_run
 from PIL import Image as PILImage
 
-from medseg.bundle import phantom_dataset
+from medseg.checkpoint import load_checkpoint
 from medseg.cli.main import main as medseg_main
 from medseg.data.datasets import open_dataset
 from medseg.data.loading import load_case
-from medseg.data.phantom import PHANTOM_LABELS
-from medseg.engine.checkpoint import load_checkpoint
+from medseg.data.phantom import PHANTOM_LABELS, write_phantom_dataset
 
 #: MONAI warns that configs run code each time one is parsed: these are the repository's own.
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
@@ -266,8 +265,8 @@ def test_abdomen_ct_bundle_on_dicom(phantom_tiny: Path, tmp_path: Path):
 
 
 def test_phantom_manifest_moves_with_its_folder(tmp_path: Path):
-    """phantom_dataset writes paths relative to its manifest, so the folder can be moved or shared."""
-    phantom_dataset(tmp_path / "written", 1, config=PHANTOM)
+    """write_phantom_dataset writes paths relative to its manifest, so the folder can be moved or shared."""
+    write_phantom_dataset(tmp_path / "written", 1, config=PHANTOM)
     moved = (tmp_path / "written").rename(tmp_path / "moved")
     data = open_dataset(moved / "manifest.json")
     assert data.label_names == PHANTOM_LABELS and data.modalities == ["CT"]

@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from typing import NoReturn
 import pydicom
 import pytest
 import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # the threshold checkpoints
 from infer_models import save_threshold_checkpoint
 
 from medseg.data.phantom import PhantomCase, PhantomConfig, generate_case

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 
 import numpy as np
 import PIL.Image
@@ -20,6 +21,7 @@ import yaml
 from conftest import PASSWORD, PHANTOM
 from infer_models import THRESHOLD_HU
 
+from medseg.bundles import SHIPPED_DIR
 from medseg.cli.main import main
 from medseg.io.dicom import read_series
 from medseg.io.dicom.writer import SeriesIdentity, write_dicom_series
@@ -189,3 +191,34 @@ def test_c_get_receives_every_sop_class_of_a_series(orthanc, tmp_path):
     received = client.retrieve_series(str(odd.StudyInstanceUID), str(odd.SeriesInstanceUID), tmp_path / "got")
     classes = sorted(str(pydicom.dcmread(path).SOPClassUID) for path in received)
     assert classes == sorted(str(pydicom.dcmread(path).SOPClassUID) for path in paths)
+
+
+def test_pacs_run_and_infer_record_the_same_settings_for_a_bundle(
+    orthanc, upload_study, tmp_path, monkeypatch
+):
+    """Both go through `Segmenter.load`: the same bundle gives the same settings (its inference.json zooms
+    included), post-processing, device and model digest in result.json."""
+    bundle = tmp_path / "abdomen_zoomed"
+    shutil.copytree(SHIPPED_DIR / "abdomen_ct_3d", bundle)
+    inference = bundle / "configs" / "inference.json"
+    steps = json.loads(inference.read_text())
+    steps["run"][0]["tta_zooms"] = [0.9, 1.1]
+    inference.write_text(json.dumps(steps))
+    accession = "A-settings-1"
+    study = upload_study(21, SeriesIdentity(accession_number=accession, **PATIENT))
+    config = tmp_path / "pacs.yaml"
+    config.write_text(yaml.safe_dump(orthanc.settings("dicomweb")))
+    monkeypatch.setenv("MEDSEG_PACS_PASSWORD", PASSWORD)
+    model = ["--model", str(bundle), "--trust-bundle", "--no-overlays"]
+    pacs_out, infer_out = tmp_path / "pacs", tmp_path / "infer"
+    run = ["pacs", "--config", str(config), "run", *model, "--out", str(pacs_out), "--accession", accession]
+    assert main([*run, "--keep-images"]) == 0
+    study_dir = pacs_out / study_key(study.study_instance_uid)
+    assert main(["infer", str(study_dir / "images"), *model, "--out", str(infer_out)]) == 0
+    [from_pacs] = (study_dir / "results").glob("*/result.json")
+    [from_infer] = infer_out.glob("*/result.json")
+    pacs_result, infer_result = (json.loads(path.read_text()) for path in (from_pacs, from_infer))
+    assert pacs_result["settings"]["zooms"] == [0.9, 1.0, 1.1]
+    for key in ("settings", "postprocessing", "options"):
+        assert pacs_result[key] == infer_result[key], key
+    assert pacs_result["model"]["digest"] == infer_result["model"]["digest"]

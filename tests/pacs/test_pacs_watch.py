@@ -10,8 +10,7 @@ import yaml
 from conftest import PASSWORD, free_port
 
 from medseg.cli.main import main
-from medseg.engine.batch import RunOptions
-from medseg.engine.inference import load_ensemble
+from medseg.inference.segmenter import Segmenter
 from medseg.io.dicom.writer import SeriesIdentity
 from medseg.pacs.client import StudyQuery, connect, study_key
 from medseg.pacs.config import PacsConfig
@@ -41,13 +40,12 @@ def test_state_file_survives_a_restart_and_gives_up_after_repeated_failures(tmp_
 
 def test_watch_processes_each_new_study_once(orthanc, upload_study, checkpoint, tmp_path):
     client = connect(PacsConfig(**orthanc.settings("dicomweb"), password=PASSWORD))
-    ensemble = load_ensemble([checkpoint])
-    settings = ensemble.settings(precision="fp32")
-    options = PacsOptions(modalities=("CT",), run=RunOptions(write_overlays=False))
+    segmenter = Segmenter.load(checkpoint, "cpu", precision="fp32")
+    options = PacsOptions(modalities=("CT",), write_overlays=False)
     out = tmp_path / "out"
 
     def process(study):
-        return process_study(client, study, ensemble, settings, out, options)
+        return process_study(client, study, segmenter, out, options)
 
     def watcher() -> Watcher:
         return Watcher(client, StudyQuery(modality="CT"), process, ProcessedStudies(out / "state.json"))

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS / "io"), str(TESTS / "engine")]
 
 
 def one_thread_env() -> dict[str, str]:

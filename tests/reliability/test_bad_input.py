@@ -14,8 +14,8 @@ from infer_models import save_threshold_checkpoint
 
 from medseg.data.datasets import read_manifest
 from medseg.data.fingerprint import compute_fingerprint
-from medseg.engine.batch import EXIT_SOME_FAILED
 from medseg.errors import MedsegError
+from medseg.inference.runner import EXIT_SOME_FAILED
 from medseg.io.reader import read_image
 from medseg.metrics.cohort import read_mask
 from medseg.metrics.evaluate import check_same_grid

@@ -30,10 +30,10 @@ from dicom_factory import ct_image, write_series
 from infer_models import THRESHOLD_HU, save_threshold_checkpoint
 from train_fixtures import hippocampus_manifest, tiny_config
 
+from medseg.checkpoint import load_checkpoint
 from medseg.cli.main import main
-from medseg.engine.checkpoint import load_checkpoint
-from medseg.engine.config import config_from_dict
-from medseg.engine.trainer import fit
+from medseg.training.config import config_from_dict
+from medseg.training.trainer import fit
 
 #: Longest wait for one progress marker (s).
 MARKER_TIMEOUT = 120

@@ -10,9 +10,7 @@ from pathlib import Path
 from dicom_factory import ct_image, write_series
 from infer_models import THRESHOLD_HU, save_threshold_checkpoint
 
-from medseg.engine.batch import RunOptions, run_batch
-from medseg.engine.inference import load_ensemble
-from medseg.engine.jobs import discover
+from medseg.inference.segmenter import Segmenter
 
 WARMUP, MEASURED = 2, 8
 #: Studies of 64x64x16 voxels: 128 kB of int16, so leaking any per-study array would show.
@@ -30,16 +28,16 @@ def _studies(folder: Path, count: int, first_seed: int) -> Path:
 
 
 def test_more_studies_leave_no_memory_behind(tmp_path: Path, one_torch_thread):
-    ensemble = load_ensemble([save_threshold_checkpoint(tmp_path / "m.pt", 3, [1.0, 1.0, 2.5], [16, 16, 8])])
-    settings = ensemble.settings(precision="fp32")
-    warmup = discover(_studies(tmp_path / "warmup", WARMUP, 0))
-    measured = discover(_studies(tmp_path / "measured", MEASURED, 100))
-    run_batch(warmup, ensemble, settings, tmp_path / "out_warmup", RunOptions())
+    checkpoint = save_threshold_checkpoint(tmp_path / "m.pt", 3, [1.0, 1.0, 2.5], [16, 16, 8])
+    segmenter = Segmenter.load(checkpoint, "cpu", precision="fp32")
+    warmup = _studies(tmp_path / "warmup", WARMUP, 0)
+    measured = _studies(tmp_path / "measured", MEASURED, 100)
+    segmenter.run_folder(warmup, tmp_path / "out_warmup")
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        summary = run_batch(measured, ensemble, settings, tmp_path / "out", RunOptions())
+        summary = segmenter.run_folder(measured, tmp_path / "out")
         gc.collect()
         growth = tracemalloc.get_traced_memory()[0] - before
     finally:

@@ -18,7 +18,7 @@ from infer_models import THRESHOLD_HU, save_threshold_checkpoint
 from pydicom.valuerep import validate_value
 
 from medseg.cli.main import main
-from medseg.engine.batch import PSEUDONYM_PREFIX
+from medseg.inference.runner import PSEUDONYM_PREFIX
 from medseg.io.dicom.writer import SeriesIdentity, write_dicom_series
 
 NAME, PATIENT_ID, BIRTH_DATE = "Leakmann^Petra", "MRN-73519", "19230417"

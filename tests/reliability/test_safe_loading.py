@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medseg.bundle import SHIPPED_BUNDLES, SHIPPED_NAMES, TRUST_FLAG
+from medseg.bundles import SHIPPED_DIR, TRUST_FLAG, bundle_digest, recorded_digests, shipped_names
 from medseg.cli.main import main
 
 PACKAGE = Path(__file__).resolve().parents[2] / "medseg"
@@ -58,7 +58,7 @@ def test_a_malicious_checkpoint_is_refused_and_its_code_never_runs(tmp_path: Pat
 def marked_bundle(tmp_path: Path) -> tuple[Path, Path]:
     """A copy of a shipped bundle whose model_file expression also creates a file: (bundle, that file)."""
     bundle, mark = tmp_path / "bundle", tmp_path / "code_ran"
-    shutil.copytree(SHIPPED_BUNDLES / "hippocampus_mri_3d", bundle, ignore=shutil.ignore_patterns("runs"))
+    shutil.copytree(SHIPPED_DIR / "hippocampus_mri_3d", bundle, ignore=shutil.ignore_patterns("runs"))
     config = bundle / "configs" / "train.json"
     original = "\"$@bundle_root + '/models/model.pt'\""
     planted = f"\"$open({str(mark)!r}, 'w').close() or @bundle_root + '/models/model.pt'\""
@@ -76,7 +76,8 @@ def test_a_bundle_from_elsewhere_needs_the_trust_flag(marked_bundle, tmp_path: P
         status, err = _run(capsys, *argv)
         assert status == 2, err
         [line] = err.strip().splitlines()
-        assert f"{bundle}: this bundle did not ship with medseg" in line and TRUST_FLAG in line
+        assert f"{bundle}: this bundle is not one medseg shipped (or it was changed)" in line
+        assert TRUST_FLAG in line
     assert not mark.exists()
 
 
@@ -88,26 +89,24 @@ def test_a_trusted_bundle_runs_its_expressions_and_a_shipped_one_needs_no_flag(
     status, err = _run(capsys, "train", "--bundle", bundle, "--dataset_dir", missing, "--check", TRUST_FLAG)
     assert status == 2 and str(missing) in err
     assert mark.exists()  # the expression ran: what the flag guards against
-    shipped = SHIPPED_BUNDLES / "hippocampus_mri_3d"
+    shipped = SHIPPED_DIR / "hippocampus_mri_3d"
     status, err = _run(capsys, "train", "--bundle", shipped, "--dataset_dir", missing, "--check")
-    assert status == 2 and str(missing) in err and "did not ship" not in err
+    assert status == 2 and str(missing) in err and "not one medseg shipped" not in err
 
 
-def test_shipped_names_are_the_bundles_folder_and_a_dropped_in_bundle_is_not_trusted(
-    tmp_path, capsys, monkeypatch
-):
-    folders = sorted(p.name for p in SHIPPED_BUNDLES.iterdir() if (p / "configs").is_dir())
-    assert folders == sorted(SHIPPED_NAMES)
-    shipped = tmp_path / "bundles"  # a stand-in for the repository's bundles/ folder
-    monkeypatch.setattr("medseg.bundle.SHIPPED_BUNDLES", shipped)
-    for name in ("lung_cxr_2d", "dropped_in"):
-        shutil.copytree(
-            SHIPPED_BUNDLES / "lung_cxr_2d", shipped / name, ignore=shutil.ignore_patterns("runs")
-        )
+def test_shipped_bundles_are_trusted_by_content_wherever_they_lie(tmp_path, capsys):
+    """The recorded digests are the shipped bundles' own; a byte-identical copy elsewhere is trusted, a
+    copy whose weights changed is not (its configs could have been changed the same way)."""
+    folders = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "configs").is_dir())
+    assert folders == shipped_names()
+    for name, digest in recorded_digests().items():
+        assert bundle_digest(SHIPPED_DIR / name) == digest, f"{name}: run python -m medseg.bundles"
+    for name in ("copied", "edited"):
+        shutil.copytree(SHIPPED_DIR / "lung_cxr_2d", tmp_path / name, ignore=shutil.ignore_patterns("runs"))
+    with open(tmp_path / "edited" / "models" / "model.pt", "ab") as handle:
+        handle.write(b"\0")
     missing = tmp_path / "no_data"
-    status, err = _run(
-        capsys, "train", "--bundle", shipped / "lung_cxr_2d", "--dataset_dir", missing, "--check"
-    )
-    assert status == 2 and str(missing) in err and "did not ship" not in err
-    status, err = _run(capsys, "train", "--bundle", shipped / "dropped_in", "--check")
-    assert status == 2 and "did not ship with medseg" in err
+    status, err = _run(capsys, "train", "--bundle", tmp_path / "copied", "--dataset_dir", missing, "--check")
+    assert status == 2 and str(missing) in err and "not one medseg shipped" not in err
+    status, err = _run(capsys, "train", "--bundle", tmp_path / "edited", "--check")
+    assert status == 2 and "not one medseg shipped (or it was changed)" in err

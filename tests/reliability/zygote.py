@@ -17,9 +17,9 @@ import traceback
 
 # the slow imports, done once for every run
 import medseg.cli.main
-import medseg.engine.batch
-import medseg.engine.inference
-import medseg.engine.trainer
+import medseg.inference.ensemble
+import medseg.inference.runner
+import medseg.training.trainer
 
 
 def _child(argv: list[str], log: str) -> None:

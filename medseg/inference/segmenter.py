@@ -1,0 +1,239 @@
+"""`Segmenter`: the one way in to inference, for the command line, the PACS services, bundles and notebooks.
+
+    from medseg import Segmenter, read_image, write_image
+    segmenter = Segmenter.load("hippocampus_mri_3d")            # a shipped bundle, on the GPU if any
+    write_image(segmenter.predict(read_image("case.nii.gz")), "mask.nii.gz")
+    segmenter.run_folder("dicom/", "results/")                 # what `medseg infer` does
+
+`Segmenter.load` takes a shipped bundle's name, a bundle folder (its inference.json defaults, e.g.
+test-time zooms, apply unless overridden), a training run folder (its ``best.pt``), a checkpoint file,
+or several of these (an ensemble). It remembers its device, window settings and post-processing, so
+every entry point that loads the same model with the same options segments the same way and records the
+same `settings` in ``result.json``. `model_digest` identifies the weights and settings that made a
+result, so a folder run into an existing output redoes the inputs another model made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medseg.bundles import find_bundle, inference_defaults, is_bundle, require_trust, shipped_names
+from medseg.checkpoint import checkpoint_paths
+from medseg.errors import InputError
+from medseg.inference.discovery import discover
+from medseg.inference.ensemble import Ensemble, load_ensemble
+from medseg.inference.postprocess import PostProcessing, class_values, postprocess
+from medseg.inference.runner import RunOptions, run_batch
+from medseg.inference.sliding_window import WindowSettings
+from medseg.io.dicom.scan import SeriesRules
+from medseg.io.image import LabelMap, ScalarImage
+from medseg.runtime.device import resolve_device
+
+logger = logging.getLogger(__name__)
+
+#: What a model may be given as: a name, a path, or several of them.
+ModelReference = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def resolve_model(reference: ModelReference, trust_bundle: bool = False) -> tuple[list[Path], dict[str, Any]]:
+    """The checkpoint files of `reference` and the inference defaults of the first bundle among them.
+
+    A bare name that is not a path is looked up among the shipped bundles. Bundle folders that medseg
+    did not ship need `trust_bundle` (their configs can run code).
+    """
+    items = [reference] if isinstance(reference, (str, os.PathLike)) else list(reference)
+    if not items:
+        raise InputError(None, "no model given")
+    paths: list[Path] = []
+    defaults: dict[str, Any] | None = None
+    for item in items:
+        path = Path(item)
+        if not path.exists() and (shipped := find_bundle(str(item))) is not None:
+            path = shipped
+        elif not path.exists():
+            raise InputError(
+                path,
+                f"no such checkpoint, model folder or shipped bundle (shipped: {', '.join(shipped_names())})",
+            )
+        if path.is_dir() and is_bundle(path):
+            require_trust(path, trust_bundle)
+            if defaults is None:
+                defaults = inference_defaults(path)
+        paths += checkpoint_paths([path])
+    return paths, defaults or {}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of one file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Segmenter:
+    """A loaded model with its device, window settings and post-processing."""
+
+    def __init__(self, ensemble: Ensemble, settings: WindowSettings, postprocessing: PostProcessing):
+        self.ensemble = ensemble
+        self.settings = settings
+        self.postprocessing = postprocessing
+        self._digests = [file_digest(path) for path in ensemble.sources]
+
+    @classmethod
+    def load(
+        cls,
+        model: ModelReference,
+        device: str = "auto",
+        *,
+        tta: bool | None = None,
+        tta_zooms: Sequence[float] | None = None,
+        overlap: float | None = None,
+        roi_size: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        precision: str = "auto",
+        accumulate: str = "fp16",
+        channels_last: bool | str = "auto",
+        compile: bool = False,
+        largest_component: Sequence[str | int] | None = None,
+        min_lesion_ml: float = 0.0,
+        fill_holes: Sequence[str | int] | None = None,
+        trust_bundle: bool = False,
+    ) -> Segmenter:
+        """Load `model` (see the module docstring) on `device` (``auto``: the GPU when there is one).
+
+        Options left as None take the bundle's inference.json value, else medseg's default: no
+        mirroring, no zooms, overlap 0.5, the plan's patch as the window. ``tta_zooms=[1]`` turns a
+        bundle's zooms off. Class lists name classes by name or value; an empty list means every class.
+        """
+        paths, defaults = resolve_model(model, trust_bundle)
+        if defaults:
+            logger.info("bundle inference.json defaults: %s", json.dumps(defaults))
+        device = resolve_device(device)
+        ensemble = load_ensemble(paths, device)
+        tta = defaults.get("tta", False) if tta is None else tta
+        if tta and not ensemble.plan.mirroring:
+            logger.warning(
+                "test-time mirroring does nothing: the model was trained without mirroring (plan "
+                "mirror_axes: []); test-time zooms are the augmentation for such models"
+            )
+        zooms = defaults.get("tta_zooms") if tta_zooms is None else tta_zooms
+        settings = ensemble.settings(
+            tta=tta,
+            roi_size=tuple(roi_size) if roi_size else None,
+            overlap=defaults.get("overlap") if overlap is None else overlap,
+            batch_size=batch_size,
+            zooms=tuple(zooms) if zooms else None,
+            precision=precision,
+            accumulate=accumulate,
+            channels_last=channels_last,
+            compile=compile,
+        )
+        if largest_component is None:  # inference.json's [] means no class, the command line's every class
+            largest_component = defaults.get("largest_component") or None
+        postprocessing = PostProcessing(
+            largest_component=class_values(largest_component, ensemble.class_names),
+            min_volume_ml=min_lesion_ml,
+            fill_holes=class_values(fill_holes, ensemble.class_names),
+        )
+        return cls(ensemble, settings, postprocessing)
+
+    @property
+    def device(self) -> str:
+        return self.settings.device
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return self.ensemble.class_names
+
+    @property
+    def name(self) -> str:
+        """The algorithm name shown in SEGs and reports: the dataset the model was trained on."""
+        return f"medseg {self.ensemble.plan.dataset.get('name', 'model')}"
+
+    @property
+    def model_digest(self) -> str:
+        """SHA-256 over the checkpoints' bytes, the window settings and the post-processing."""
+        record = {"checkpoints": self._digests, **self.describe_settings()}
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+    def describe_settings(self) -> dict[str, Any]:
+        """The settings and post-processing as plain JSON values (recorded in ``result.json``)."""
+        settings = dataclasses.asdict(self.settings)
+        post = {
+            key: sorted(value) if isinstance(value, (set, frozenset)) else value
+            for key, value in dataclasses.asdict(self.postprocessing).items()
+        }
+        return json.loads(json.dumps({"settings": settings, "postprocessing": post}))
+
+    def predict(self, image: ScalarImage | str | os.PathLike, progress: bool = False) -> LabelMap:
+        """Labels for `image` (an image, or a file or DICOM series folder to read) on its own grid."""
+        labels = self.ensemble.predict(_as_image(image), self.settings, progress)
+        return postprocess(labels, self.postprocessing)
+
+    def predict_with_uncertainty(
+        self, image: ScalarImage | str | os.PathLike, progress: bool = False
+    ) -> tuple[LabelMap, ScalarImage]:
+        """`predict`'s labels and the normalised entropy (0..1) of the mean softmax on the same grid."""
+        labels, entropy = self.ensemble.predict_with_uncertainty(_as_image(image), self.settings, progress)
+        return postprocess(labels, self.postprocessing), entropy
+
+    def run_folder(
+        self,
+        input: str | os.PathLike,
+        out: str | os.PathLike,
+        *,
+        modalities: Sequence[str] = (),
+        write_seg: bool = True,
+        write_overlays: bool = True,
+        anonymize: bool = False,
+        uncertainty: bool | None = None,
+        force: bool = False,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Segment every series and image under `input` into `out` (`medseg.inference.runner`): what
+        ``medseg infer`` does. Returns the run summary, also written to ``out/summary.json``.
+
+        `uncertainty` None writes the uncertainty map when there is disagreement to show (mirroring,
+        zooms or several networks). Under torchrun (RANK/WORLD_SIZE) each process takes its share.
+        """
+        discovery = discover(input, SeriesRules(modalities=tuple(m.upper() for m in modalities)))
+        if not discovery.jobs:
+            raise InputError(input, f"nothing to segment ({len(discovery.skipped)} file(s) skipped)")
+        if uncertainty is None:
+            settings = self.settings
+            uncertainty = (
+                bool(settings.mirror_axes) or len(settings.zooms) > 1 or len(self.ensemble.networks) > 1
+            )
+        options = RunOptions(
+            write_seg=write_seg,
+            write_overlays=write_overlays,
+            anonymize=anonymize,
+            uncertainty=uncertainty,
+            force=force,
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            progress=progress,
+        )
+        return run_batch(discovery, self, out, options)
+
+
+def _as_image(image: ScalarImage | str | os.PathLike) -> ScalarImage:
+    if isinstance(image, ScalarImage):
+        return image
+    from medseg.io.dicom import read_series
+    from medseg.io.reader import read_image
+
+    path = Path(image)
+    read = read_series(path) if path.is_dir() else read_image(path)
+    if not isinstance(read, ScalarImage):
+        raise InputError(path, "is a label map, not an image to segment")
+    return read

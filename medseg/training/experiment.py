@@ -1,0 +1,215 @@
+"""Resolve a `RunConfig` into everything a run needs, checking it all before any data is preprocessed.
+
+`prepare` opens the dataset, reads (or computes) the plan, picks the fold's cases from the saved
+splits, checks channel counts, and builds the model once, so that a bad config (unknown model or
+option, wrong channel count, missing data, a fold that names unknown cases) fails in seconds with a
+one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from medseg.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
+from medseg.data.datasets import Dataset, open_dataset
+from medseg.data.fingerprint import compute_fingerprint
+from medseg.data.loading import channel_paths
+from medseg.data.planner import Plan, Planner, load_plan
+from medseg.data.splits import Fold, kfold_splits, load_splits, save_splits, splits_from_records
+from medseg.errors import ConfigError
+from medseg.training.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: Feature maps of the first level of a plan-derived DynUNet, doubled per level up to the maximum (nnU-Net).
+BASE_FILTERS = 32
+MAX_FILTERS = 320
+
+
+@dataclass
+class Experiment:
+    """A checked, resolved run: data, plan, fold, model description and sizes."""
+
+    config: RunConfig
+    dataset: Dataset
+    plan: Plan
+    fold: Fold
+    train_records: list[dict]
+    val_records: list[dict]
+    class_names: dict[int, str]
+    model_config: ModelConfig
+    patch_size: list[int]
+    batch_size: int
+    steps_per_epoch: int
+    #: Network weights to start from (`RunConfig.init_weights`), checked against `model_config`.
+    initial_weights: dict[str, torch.Tensor] | None = None
+
+
+def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
+    """The configured plans.json, or a plan computed from the dataset now; `target_spacing` and
+    `patch_size` override it, and ``augmentation.flip: false`` empties its `mirror_axes`."""
+    if config.plan:
+        plan = load_plan(config.plan)
+    else:
+        log.info("no plan given: fingerprinting %d cases", len(dataset.cases))
+        info = {
+            "name": dataset.name,
+            "source": str(Path(config.dataset).resolve()),
+            "layout": dataset.layout,
+            "num_cases": len(dataset.cases),
+            "labels": {str(value): name for value, name in dataset.label_names.items()},
+            "modalities": dataset.modalities,
+        }
+        plan = Planner(compute_fingerprint(dataset, progress=False)).plan(info)
+    if config.target_spacing is not None:
+        if len(config.target_spacing) != plan.dim:
+            raise ConfigError(f"target_spacing needs {plan.dim} values for this {plan.dim}D plan")
+        plan = dataclasses.replace(plan, target_spacing=[float(s) for s in config.target_spacing])
+    if config.patch_size is not None:  # checkpoints carry the plan: inference windows = training patches
+        plan = dataclasses.replace(plan, patch_size=[int(s) for s in config.patch_size])
+    if not config.augmentation.flip:  # nor may test-time augmentation mirror a model never trained so
+        plan = dataclasses.replace(plan, mirror_axes=[])
+    return plan
+
+
+def dynunet_options(plan: Plan, options: dict) -> dict:
+    """DynUNet strides and kernels from the plan's pool counts, unless the config sets them."""
+    if "strides" in options or "kernel_size" in options:
+        return options
+    levels = max(plan.pool_counts)
+    strides = [[1] * plan.dim] + [
+        [2 if level <= count else 1 for count in plan.pool_counts] for level in range(1, levels + 1)
+    ]
+    filters = [min(BASE_FILTERS * 2**level, MAX_FILTERS) for level in range(levels + 1)]
+    return {"kernel_size": [3] * (levels + 1), "strides": strides, "filters": filters, **options}
+
+
+def fold_of(config: RunConfig, dataset: Dataset) -> Fold:
+    """The cases to train and validate on.
+
+    A manifest whose rows declare ``split: train|val`` is used as it is (unless a splits file is
+    configured); otherwise fold `config.fold` of the splits file, written first (deterministic k-fold)
+    if it does not exist yet.
+    """
+    declared = splits_from_records(dataset.cases)
+    if declared and declared["val"] and config.splits is None:
+        return declared
+    path = config.splits_path
+    if path.is_file():
+        folds = load_splits(path)
+    else:
+        folds = kfold_splits(dataset.ids, config.folds, config.split_seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_splits(folds, path)
+        log.info("wrote %d-fold splits to %s", config.folds, path)
+    if config.fold >= len(folds):
+        raise ConfigError(f"fold {config.fold} does not exist: {path} has {len(folds)} folds")
+    fold = folds[config.fold]
+    unknown = sorted(set(fold["train"] + fold["val"]) - set(dataset.ids))
+    if unknown:
+        raise ConfigError(f"{path}: fold {config.fold} names {len(unknown)} case(s) not in the dataset")
+    return fold
+
+
+def prepare(config: RunConfig) -> Experiment:
+    """Check `config` against the data and resolve every size (see the module docstring)."""
+    dataset = open_dataset(config.dataset, modality=config.modality)
+    plan = plan_for(config, dataset)
+    channels = {len(channel_paths(record)) for record in dataset.cases}
+    if channels != {len(plan.normalization)}:
+        raise ConfigError(
+            f"the plan normalises {len(plan.normalization)} channel(s) but the dataset's cases have "
+            f"{sorted(channels)}; re-run 'medseg plan' on this dataset"
+        )
+    class_names = plan.label_names or dataset.label_names or {0: "background", 1: "foreground"}
+    patch_size = list(config.patch_size or plan.patch_size)
+    if len(patch_size) != plan.dim:
+        raise ConfigError(
+            f"patch_size needs {plan.dim} values for this {plan.dim}D dataset, got {patch_size}"
+        )
+    options = dict(config.model_options)
+    if config.model == "dynunet":
+        options = dynunet_options(plan, options)
+    model_config = ModelConfig(config.model, plan.dim, len(plan.normalization), max(class_names) + 1, options)
+    with torch.device("meta"):
+        model_config.build()  # unknown model or options fail here, before any data is read
+    initial_weights = None
+    if config.init_weights:
+        initial_weights = weights_to_fine_tune(config.init_weights, model_config, plan, class_names)
+    fold = fold_of(config, dataset)
+    by_id = {record["id"]: record for record in dataset.cases}
+    train_records = [by_id[i] for i in fold["train"]]
+    val_records = [by_id[i] for i in fold["val"]][: config.max_val_cases]
+    batch_size = config.batch_size or plan.batch_size
+    steps = config.steps_per_epoch or max(1, math.floor(len(train_records) / batch_size))
+    return Experiment(
+        config,
+        dataset,
+        plan,
+        fold,
+        train_records,
+        val_records,
+        class_names,
+        model_config,
+        patch_size,
+        batch_size,
+        steps,
+        initial_weights,
+    )
+
+
+def weights_to_fine_tune(
+    source: str, model_config: ModelConfig, plan: Plan, class_names: dict[int, str]
+) -> dict[str, torch.Tensor]:
+    """The network weights of the checkpoint named by `source` (a file or a model folder), refused
+    unless its network is `model_config`; a warning where its plan or class names differ from the run's
+    (the weights then start from images prepared differently, which fine-tuning may be meant to do).
+    A run folder gives its ``best.pt``."""
+    paths = checkpoint_paths([source])
+    if len(paths) > 1:  # a run folder: its best checkpoint
+        paths = [path for path in paths if path.name == BEST]
+    if len(paths) != 1:
+        raise ConfigError(f"init_weights: {source} holds several checkpoints; name one of them")
+    state = load_checkpoint(paths[0])
+    saved = ModelConfig(**state["model"])
+    differences = [
+        f"{name} {getattr(saved, name)!r} (the run: {getattr(model_config, name)!r})"
+        for name in ("name", "spatial_dims", "in_channels", "out_channels", "options")
+        if _plain(getattr(saved, name)) != _plain(getattr(model_config, name))
+    ]
+    if differences:
+        raise ConfigError(
+            f"init_weights: {paths[0]} holds another network: {'; '.join(differences)}. "
+            "Set model and model_options to the checkpoint's to fine-tune it"
+        )
+    saved_plan = state.get("plan") or {}
+    for key in ("target_spacing", "normalization"):
+        if _plain(saved_plan.get(key)) != _plain(getattr(plan, key)):
+            log.warning(
+                "init_weights: %s was trained with %s %s; this run uses %s",
+                paths[0].name,
+                key,
+                saved_plan.get(key),
+                getattr(plan, key),
+            )
+    saved_names = {int(k): v for k, v in state.get("class_names", {}).items()}
+    if saved_names and saved_names != class_names:
+        log.warning(
+            "init_weights: %s names its classes %s; this run %s", paths[0].name, saved_names, class_names
+        )
+    return state["state_dict"]
+
+
+def _plain(value: object) -> object:
+    """`value` with tuples as lists, so values from YAML, JSON and Python code compare."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,88 @@
+"""The training data pipeline: cache modes agree, epochs are reproducible, ranks share epochs disjointly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from train_fixtures import hippocampus_manifest, tiny_config
+
+from medseg.training.config import AugmentationConfig, config_from_dict
+from medseg.training.experiment import prepare
+from medseg.training.patches import EpochLoader, EpochSampler, augmentations, training_dataset
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def experiment(datasets_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    manifest = hippocampus_manifest(datasets_dir, folder, train=4, val=1)
+    return prepare(config_from_dict(tiny_config(manifest, folder / "run")))
+
+
+def first_batches(experiment, cache: str, cache_dir, epoch: int) -> list[dict]:
+    dataset = training_dataset(
+        experiment.train_records,
+        experiment.plan,
+        experiment.patch_size,
+        1 / 3,
+        AugmentationConfig(elastic=True, affine_prob=0.5),
+        cache=cache,
+        cache_dir=cache_dir,
+    )
+    return list(EpochLoader(dataset, batch_size=2, steps_per_epoch=2, seed=5).epoch(epoch))
+
+
+def test_memory_disk_and_no_cache_give_the_same_patches_and_epochs_repeat(experiment, tmp_path):
+    memory = first_batches(experiment, "memory", None, epoch=1)
+    disk = first_batches(experiment, "disk", tmp_path / "cache", epoch=1)
+    assert any((tmp_path / "cache").iterdir())  # PersistentDataset wrote its cache
+    uncached = first_batches(experiment, "none", None, epoch=1)
+    other_epoch = first_batches(experiment, "memory", None, epoch=2)
+    assert memory[0]["image"].shape == (2, 1, 24, 32, 24) and memory[0]["label"].shape == (2, 1, 24, 32, 24)
+    for batches in (disk, uncached):  # each built afresh: the same seed gives the same patches
+        for expected, got in zip(memory, batches, strict=True):
+            assert torch.equal(expected["image"], got["image"]) and torch.equal(
+                expected["label"], got["label"]
+            )
+    assert not torch.equal(memory[0]["image"], other_epoch[0]["image"])
+    labels = torch.cat([batch["label"] for batch in memory])
+    assert set(labels.unique().tolist()) <= {0, 1, 2} and (labels > 0).any()
+
+
+def test_flips_only_along_the_plans_mirror_axes(datasets_dir, tmp_path):
+    flips_only = AugmentationConfig(affine_prob=0, intensity_prob=0, gamma_prob=0, noise_prob=0)
+    image = torch.arange(4 * 5 * 6, dtype=torch.float32).reshape(1, 4, 5, 6)  # no symmetry on any axis
+    seen = set()
+    for seed in range(24):
+        steps = augmentations(3, flips_only, mirror_axes=(1, 2))
+        for index, step in enumerate(steps):
+            step.set_random_state(seed * len(steps) + index)
+        data = {"image": image.clone(), "label": image.clone()}
+        for step in steps:
+            data = step(data)
+        flipped = [
+            axes  # spatial axes: tensor dimension 0 is the channel
+            for axes in ((), (1,), (2,), (1, 2))
+            if torch.equal(torch.as_tensor(data["image"]), image.flip([axis + 1 for axis in axes]))
+        ]
+        assert len(flipped) == 1 and torch.equal(data["label"], data["image"])  # never along axis 0
+        seen.add(flipped[0])
+    assert seen == {(), (1,), (2,), (1, 2)}
+    assert augmentations(2, flips_only, mirror_axes=()) == []
+
+    manifest = hippocampus_manifest(datasets_dir, tmp_path, train=2, val=1)
+    config = tiny_config(manifest, tmp_path / "run", augmentation={"flip": False})
+    assert prepare(config_from_dict(config)).plan.mirror_axes == []  # nor test-time mirroring later
+
+
+def test_epoch_sampler_splits_each_epoch_between_ranks_without_overlap():
+    ranks = [EpochSampler(num_cases=10, samples_per_rank=5, seed=1, rank=r, world_size=2) for r in range(2)]
+    for sampler in ranks:
+        sampler.set_epoch(3)
+    drawn = [list(sampler) for sampler in ranks]
+    assert sorted(drawn[0] + drawn[1]) == list(range(10))  # one permutation, shared out
+    ranks[0].set_epoch(4)
+    assert list(ranks[0]) != drawn[0]
+    long_epoch = EpochSampler(num_cases=3, samples_per_rank=7, seed=1)
+    assert len(list(long_epoch)) == 7 and set(long_epoch) == {0, 1, 2}
