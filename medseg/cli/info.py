@@ -12,11 +12,13 @@ import json
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pydicom
-
-from medseg.io.dicom.scan import FolderScan, grid_summary, scan_folder
+from medseg.io.image import grid_summary
 from medseg.io.reader import is_dicom_file, read_image
+
+if TYPE_CHECKING:  # DICOM modules load pydicom (0.3 s): imported where a DICOM input needs them
+    from medseg.io.dicom.scan import FolderScan
 
 #: Skipped files listed by name for each reason; the rest are only counted.
 SKIPPED_EXAMPLES = 3
@@ -56,10 +58,14 @@ def _dicom_modality(path: Path) -> str | None:
     """Modality from a DICOM file's header (e.g. SEG), None for other files."""
     if not is_dicom_file(path):
         return None
+    import pydicom
+
     return str(pydicom.dcmread(path, stop_before_pixels=True).get("Modality", "")) or None
 
 
 def describe_folder(folder: Path) -> dict[str, object]:
+    from medseg.io.dicom.scan import scan_folder
+
     scan = scan_folder(folder)
     info: dict[str, object] = {"path": str(folder), "kind": "dicom_folder"}
     if len(scan.series) == 1 and scan.series[0].affine is not None:

@@ -110,3 +110,14 @@ class LabelMap(Image):
     """Integer class labels (0 = background); always resampled with nearest neighbour."""
 
     interpolation: ClassVar[str] = "nearest"
+
+
+def grid_summary(shape: tuple[int, ...], affine: np.ndarray) -> dict[str, object]:
+    """Shape, spacing, orientation codes and affine of a grid, JSON-ready."""
+    spacing = np.linalg.norm(affine[:3, : len(shape)], axis=0)
+    return {
+        "shape": list(shape),
+        "spacing": [round(float(v), 6) for v in spacing],
+        "orientation_codes": "".join(nibabel.orientations.aff2axcodes(affine)[: len(shape)]),
+        "affine": [[round(float(v), 6) for v in row] for row in affine],
+    }

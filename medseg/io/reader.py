@@ -12,10 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pydicom
-
 from medseg.errors import InputError
-from medseg.io.dicom import read_dicom_image, read_series
 from medseg.io.image import Image, LabelMap, ScalarImage
 from medseg.io.png import is_png_file, read_png
 from medseg.io.sitk_bridge import as_label
@@ -40,6 +37,8 @@ def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Imag
     """Read `path` as `kind` (`ScalarImage` or `LabelMap`); see the module docstring for the formats."""
     path = Path(path)
     if path.is_dir():
+        from medseg.io.dicom import read_series  # pydicom: imported when a DICOM input needs it
+
         return _as_kind(read_series(path), kind)
     if not path.is_file():
         raise InputError(path, "no such file or folder")
@@ -55,6 +54,10 @@ def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Imag
 
 
 def _read_dicom_file(path: Path, kind: type[Image]) -> Image:
+    import pydicom
+
+    from medseg.io.dicom import read_dicom_image, read_series
+
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as error:  # pydicom raises many types for broken files

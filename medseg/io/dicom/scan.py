@@ -13,7 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel.orientations
 import numpy as np
 import pydicom
 
@@ -22,7 +21,7 @@ from medseg.io.dicom.files import SkippedFile, list_files, read_datasets, split_
 from medseg.io.dicom.frames import frames_of
 from medseg.io.dicom.geometry import assemble
 from medseg.io.dicom.values import text
-from medseg.io.image import LPS_TO_RAS
+from medseg.io.image import LPS_TO_RAS, grid_summary
 
 #: A slice normal within this angle of a patient axis counts as axial, coronal or sagittal.
 PLANE_ANGLE_DEGREES = 15.0
@@ -151,17 +150,6 @@ def plane_name(orientation: np.ndarray) -> str:
     if np.degrees(np.arccos(min(1.0, abs(normal[axis]) / np.linalg.norm(normal)))) <= PLANE_ANGLE_DEGREES:
         return PLANES[axis]
     return "oblique"
-
-
-def grid_summary(shape: tuple[int, ...], affine: np.ndarray) -> dict[str, object]:
-    """Shape, spacing, orientation codes and affine of a grid, JSON-ready."""
-    spacing = np.linalg.norm(affine[:3, : len(shape)], axis=0)
-    return {
-        "shape": list(shape),
-        "spacing": [round(float(v), 6) for v in spacing],
-        "orientation_codes": "".join(nibabel.orientations.aff2axcodes(affine)[: len(shape)]),
-        "affine": [[round(float(v), 6) for v in row] for row in affine],
-    }
 
 
 def _describe(uid: str, items: list[tuple[Path, pydicom.Dataset]]) -> SeriesInfo:
