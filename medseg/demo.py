@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from medseg.data.phantom import PHANTOM_LABELS, PhantomConfig, write_phantom_dataset
+from medseg.inference.output_names import MASK_NAME
 from medseg.inference.segmenter import Segmenter
 from medseg.io.image import LabelMap
 from medseg.io.volume import read_volume
@@ -96,7 +97,7 @@ def score_case(result_dir: Path, label_path: str) -> dict[str, Any]:
     """Dice and IoU per class of the mask in `result_dir` (one series) against the phantom's truth."""
     summary = json.loads((result_dir / "summary.json").read_text())
     done = [item for item in summary["items"] if item["status"] in ("done", "skipped") and "output" in item]
-    mask = read_volume(result_dir / done[0]["output"] / "mask.nii.gz", LabelMap)
+    mask = read_volume(result_dir / done[0]["output"] / MASK_NAME, LabelMap)
     truth = read_volume(label_path, LabelMap)
     return {
         "result": str(result_dir / done[0]["output"]),

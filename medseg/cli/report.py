@@ -1,9 +1,13 @@
 """`medseg report MASK --image IMAGE --out DIR`: second-opinion HTML pages, one per study, and a cohort page.
 
 MASK, IMAGE, --reference and --uncertainty are files (one study) or folders (studies matched by case
-name; an image named ``case_0000.nii.gz``, nnU-Net's channel suffix, matches case ``case``). Pages are
-named ``study_<n>.html`` (no patient data in file names) and ``index.html`` links them; with references,
-``index.html`` is the cohort page (metrics, box plots, worst cases first).
+name; an image named ``case_0000.nii.gz``, nnU-Net's channel suffix, matches case ``case``). MASK may be
+a ``medseg infer`` output folder: each result is matched by the input it records (file name, or the
+series folder's name or SeriesInstanceUID), and its class names, model and uncertainty map come with it.
+The AI's mask is read as the model's labels; the reference as the clinician's (a 0/255 or anti-aliased
+8-bit mask is binarised, and the page says so; ``--threshold`` binarises the reference only). Pages are
+titled by the input and named ``study_<n>.html`` (no patient data in file names); ``index.html`` links
+them, and with references it is the cohort page (metrics, box plots, worst cases first).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from html import escape
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.inference.output_names import UNCERTAINTY_NAME
 from medseg.io.image import Image, ScalarImage
 from medseg.io.reader import read_image
 from medseg.io.resample import resample_to
 from medseg.metrics.aggregate import BOOTSTRAP_SAMPLES
-from medseg.metrics.cohort import evaluate_cohort, read_class_names, read_mask
+from medseg.metrics.cohort import evaluate_cohort, read_class_names, read_prediction, read_reference
 from medseg.metrics.evaluate import DEFAULT_NSD_TOLERANCE_MM
-from medseg.metrics.pairing import CasePair, case_name
+from medseg.metrics.pairing import CasePair, case_name, infer_outputs
 from medseg.report.cohort_page import write_cohort_report
 from medseg.report.html import page, table
 from medseg.report.study import write_study_report
@@ -31,7 +36,7 @@ _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mask", help="AI mask file, or folder of masks")
+    parser.add_argument("mask", help="AI mask file, folder of masks, or a 'medseg infer' output folder")
     parser.add_argument("--image", required=True, help="image file/DICOM folder, or folder of images")
     parser.add_argument("--reference", help="reference or clinician mask (file or folder)")
     parser.add_argument("--uncertainty", help="per-voxel uncertainty map on the image grid (file or folder)")
@@ -41,7 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-version", help="model version shown on the pages")
     parser.add_argument("--modality", help="CT, MR, CR/DX... (chooses the display window)")
     parser.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="display window")
-    parser.add_argument("--threshold", type=float, help="binarise masks: label 1 where value > THRESHOLD")
+    parser.add_argument(
+        "--threshold",
+        "--reference-threshold",
+        type=float,
+        help="binarise the reference (never the AI mask): label 1 where value > THRESHOLD (default: 0/255 "
+        "and anti-aliased 8-bit masks are recognised and binarised, with a note)",
+    )
     parser.add_argument("--resample", action="store_true", help="put masks on the image grid (nearest)")
     parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_NSD_TOLERANCE_MM, help="NSD tolerance")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
@@ -60,24 +71,37 @@ def _by_case(path: Path, strip_channel: bool = False) -> dict[str, Path]:
     return cases
 
 
-def _studies(args: argparse.Namespace) -> list[dict[str, Path]]:
-    """Per study: mask, image and optional reference/uncertainty paths, matched by case name."""
+def _matched(found: dict[str, Path], aliases: tuple[str, ...]) -> Path | None:
+    return next((found[name] for name in aliases if name in found), None)
+
+
+def _studies(args: argparse.Namespace) -> list[dict]:
+    """Per study: its name, mask, image and optional reference/uncertainty paths (and result record)."""
     mask_path, image_path = Path(args.mask), Path(args.image)
-    single = mask_path.is_file()
-    masks = _by_case(mask_path)
-    images = {next(iter(masks)): image_path} if single else _by_case(image_path, strip_channel=True)
-    extra = {}
-    for role in ("reference", "uncertainty"):
-        given = getattr(args, role)
-        if given:
-            extra[role] = {next(iter(masks)): Path(given)} if single else _by_case(Path(given))
+    outputs = infer_outputs(mask_path) if mask_path.is_dir() else None
+    if outputs is not None:
+        masks = [(output.names, output.mask, output.record) for output in outputs]
+    else:
+        masks = [((name,), path, {}) for name, path in _by_case(mask_path).items()]
+    single = mask_path.is_file() or (outputs is not None and len(outputs) == 1)
+    if single and mask_path.is_file():  # a lone mask file is named after the image it belongs to
+        masks = [((case_name(image_path), *masks[0][0]), masks[0][1], {})]
+    roles = {"image": image_path, "reference": args.reference, "uncertainty": args.uncertainty}
+    found = {
+        role: {"*": Path(given)} if single else _by_case(Path(given), strip_channel=role == "image")
+        for role, given in roles.items()
+        if given
+    }
     studies = []
-    for name, mask in masks.items():
-        study = {"name": name, "mask": mask}
-        for role, found in (("image", images), *extra.items()):
-            if name not in found:
-                raise InputError(mask, f"no {role} for case {name!r}")
-            study[role] = found[name]
+    for aliases, mask, record in masks:
+        study: dict = {"name": aliases[0], "mask": mask, "record": record}
+        for role, paths in found.items():
+            path = paths["*"] if single else _matched(paths, aliases)
+            if path is None:
+                raise InputError(mask, f"no {role} for case {aliases[0]!r}")
+            study[role] = path
+        if "uncertainty" not in study and (mask.parent / UNCERTAINTY_NAME).is_file() and record:
+            study["uncertainty"] = mask.parent / UNCERTAINTY_NAME  # written by medseg infer beside the mask
         studies.append(study)
     return studies
 
@@ -93,27 +117,42 @@ def run(args: argparse.Namespace) -> int:
     names = read_class_names(args.labels) if args.labels else {}
     out = Path(args.out)
     window = tuple(args.window) if args.window else None
-    links, pairs = {}, []
+    links, pairs, names_seen = {}, [], {}
     for number, study in enumerate(_studies(args), start=1):
         image = read_image(study["image"], ScalarImage)
-        mask = _on_grid(read_mask(study["mask"], args.threshold), image, args.resample)
-        reference = None
+        record = study["record"]
+        predicted = read_prediction(Path(study["mask"]))
+        mask = _on_grid(predicted.labels, image, args.resample)
+        reference, notes = None, [f"AI mask: {predicted.note}."] if predicted.note else []
         if "reference" in study:
-            reference = _on_grid(read_mask(study["reference"], args.threshold), image, args.resample)
+            reading = read_reference(Path(study["reference"]), args.threshold)
+            reference = _on_grid(reading.labels, image, args.resample)
+            notes += [f"Reference: {reading.note}."] if reading.note else []
             pairs.append(CasePair(study["name"], study["mask"], study["reference"]))
         uncertainty = None
         if "uncertainty" in study:
             uncertainty = _on_grid(read_image(study["uncertainty"], ScalarImage), image, args.resample)
+        model = record.get("model", {})
+        class_names = names or {int(k): v for k, v in model.get("class_names", {}).items() if int(k)}
         filename = f"study_{number:03d}.html"
         write_study_report(
-            out / filename, image, mask, names, reference=reference, uncertainty=uncertainty,
-            model_name=args.model_name, model_version=args.model_version, title=f"Study {study['name']}",
-            window=window, modality=args.modality, tolerance_mm=args.tolerance_mm,
+            out / filename, image, mask, class_names, reference=reference, uncertainty=uncertainty,
+            model_name=args.model_name or record.get("model_name"),
+            model_version=args.model_version or model.get("medseg_version"),
+            title=f"Second opinion: {study['name']}", window=window, modality=args.modality,
+            tolerance_mm=args.tolerance_mm, notes=notes,
         )  # fmt: skip
         links[study["name"]] = filename
+        names_seen.update(class_names)
     if pairs:
         result = evaluate_cohort(
-            pairs, names or None, args.tolerance_mm, args.resample, args.threshold, args.seed, args.bootstrap
+            pairs,
+            names_seen or None,
+            args.tolerance_mm,
+            args.resample,
+            args.threshold,
+            args.seed,
+            args.bootstrap,
         )
         write_cohort_report(out / "index.html", result, links)
     else:

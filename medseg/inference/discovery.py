@@ -53,10 +53,12 @@ def job_key(text: str) -> str:
 
 
 def _relative(path: Path, root: Path) -> str:
+    """`path` relative to the input `root`; the input folder's own name when `path` is the input itself."""
     try:
-        return str(path.relative_to(root)) or "."
+        relative = path.relative_to(root)
     except ValueError:
         return str(path)
+    return str(relative) if relative.parts else root.name
 
 
 def _is_radiograph(series: SeriesInfo) -> bool:

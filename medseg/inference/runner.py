@@ -39,6 +39,15 @@ import numpy as np
 import medseg
 from medseg.errors import MedsegError
 from medseg.inference.discovery import Discovery, Job, shard
+from medseg.inference.output_names import (
+    MASK_NAME,
+    OVERLAYS_DIR,
+    REPORT_NAME,
+    RESULT_NAME,
+    SEG_NAME,
+    SUMMARY_NAME,
+    UNCERTAINTY_NAME,
+)
 from medseg.io.dicom import read_series
 from medseg.io.image import Image, LabelMap, ScalarImage
 from medseg.io.reader import read_image
@@ -50,9 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RESULT_NAME = "result.json"
-UNCERTAINTY_NAME = "uncertainty.nii.gz"
-SUMMARY_NAME = "summary.json"
 #: With anonymisation, a SEG's PatientName and PatientID are this and the job key (not patient data).
 PSEUDONYM_PREFIX = "ANON-"
 #: Exit status of a run in which some inputs failed (0: every input done or skipped).
@@ -119,7 +125,7 @@ def _write_seg(
     return write_seg(
         labels,
         headers,
-        out / "seg.dcm",
+        out / SEG_NAME,
         segmenter.class_names,
         segmenter.name,
         medseg.__version__,
@@ -142,9 +148,9 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         labels, uncertainty = segmenter.predict_with_uncertainty(image, options.progress)
     else:
         labels = segmenter.predict(image, options.progress)
-    with atomic_path(out / "mask.nii.gz") as temporary:
+    with atomic_path(out / MASK_NAME) as temporary:
         write_volume(labels, temporary)
-    outputs = ["mask.nii.gz"]
+    outputs = [MASK_NAME]
     if uncertainty is not None:
         with atomic_path(out / UNCERTAINTY_NAME) as temporary:
             write_volume(uncertainty, temporary)
@@ -152,12 +158,12 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
     segments = {}
     if options.write_seg and job.kind.startswith("dicom"):
         segments = _write_seg(job, image, labels, out, segmenter, options.anonymize)
-        outputs.append("seg.dcm")
+        outputs.append(SEG_NAME)
     if options.write_overlays:
-        overlays = write_overlays(image, labels, out / "overlays", segmenter.class_names)
-        outputs += [f"overlays/{path.name}" for path in overlays]
+        overlays = write_overlays(image, labels, out / OVERLAYS_DIR, segmenter.class_names)
+        outputs += [f"{OVERLAYS_DIR}/{path.name}" for path in overlays]
         write_study_report(
-            out / "report.html",
+            out / REPORT_NAME,
             image,
             labels,
             segmenter.class_names,
@@ -165,7 +171,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
             model_version=medseg.__version__,
             uncertainty=uncertainty,
         )
-        outputs.append("report.html")
+        outputs.append(REPORT_NAME)
     result = {
         "key": job.key,
         "input": job.label,

@@ -12,9 +12,9 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.image import LabelMap
-from medseg.io.png import binarize_mask
+from medseg.io.masks import MaskReading, interpret_mask
 from medseg.io.reader import read_image
-from medseg.io.resample import resample_to
+from medseg.io.resample import reorient, resample_to
 from medseg.metrics.aggregate import BOOTSTRAP_SAMPLES, aggregate
 from medseg.metrics.evaluate import DEFAULT_NSD_TOLERANCE_MM, check_same_grid, evaluate_case
 from medseg.metrics.pairing import CasePair
@@ -49,36 +49,69 @@ def read_class_names(path: str | os.PathLike) -> dict[int, str]:
     return {value: name for value, name in sorted(names.items()) if value != 0}
 
 
-def read_mask(path: Path, threshold: float | None = None) -> LabelMap:
-    """A label map from any supported file; with `threshold`, label 1 where value > threshold.
-
-    Negative labels are an InputError naming the file."""
+def read_labels(path: Path) -> LabelMap:
+    """A label map from any supported file, values as stored; negative labels are an InputError."""
     mask = read_image(path, LabelMap)
     mask.meta["source"] = path.name
-    if threshold is not None:
-        return binarize_mask(mask, threshold)
     if mask.array.dtype.kind == "i" and mask.array.min(initial=0) < 0:
         negative = ", ".join(str(v) for v in np.unique(mask.array[mask.array < 0])[:10].tolist())
         raise InputError(path, f"unexpected label value(s) {negative}; labels must be >= 0")
     return mask
 
 
+def read_prediction(path: Path) -> MaskReading:
+    """The AI's mask as labels: never thresholded (a 0/1 mask stays 0/1); an 8-bit picture of a mask
+    (0/255, anti-aliased), as other tools write them, is recognised and binarised with a note."""
+    return _noted(path, interpret_mask(read_labels(path)))
+
+
+def read_reference(path: Path, threshold: float | None = None) -> MaskReading:
+    """The clinician's mask as labels: binarised at `threshold` if given; a 0/255 or anti-aliased 8-bit
+    picture of a mask is recognised and binarised (`medseg.io.masks`), with a note saying so."""
+    return _noted(path, interpret_mask(read_labels(path), threshold))
+
+
+def _noted(path: Path, reading: MaskReading) -> MaskReading:
+    if reading.note:
+        log.info("%s: %s", path.name, reading.note)
+    return reading
+
+
 def load_pair(pair: CasePair, resample: bool = False, threshold: float | None = None) -> tuple:
-    """(prediction, reference) on the reference grid; GeometryError unless equal or `resample`."""
-    prediction, reference = read_mask(pair.prediction, threshold), read_mask(pair.reference, threshold)
+    """(prediction, reference, notes) on the reference grid. `threshold` applies to the reference only.
+
+    A prediction whose voxels are the reference's in another axis order or direction is reoriented
+    exactly; any other grid is a GeometryError unless `resample`."""
+    predicted, expected = read_prediction(pair.prediction), read_reference(pair.reference, threshold)
+    prediction, reference = predicted.labels, expected.labels
+    notes = [
+        f"{role}: {reading.note}"
+        for role, reading in (("prediction", predicted), ("reference", expected))
+        if reading.note
+    ]
+    if not prediction.same_grid(reference) and prediction.orientation != reference.orientation:
+        turned = reorient(prediction, reference.orientation)
+        if turned.same_grid(reference):
+            notes.append(
+                f"prediction reoriented exactly from {prediction.orientation} to {reference.orientation}"
+            )
+            prediction = turned
     if resample and not prediction.same_grid(reference):
         log.info("%s: prediction resampled onto the reference grid (nearest neighbour)", pair.name)
+        notes.append("prediction resampled onto the reference grid (nearest neighbour)")
         prediction = resample_to(prediction, reference)
     check_same_grid(prediction, reference, pair.prediction, pair.reference)
-    return prediction, reference
+    return prediction, reference, notes
 
 
 def present_classes(pairs: Sequence[CasePair], threshold: float | None) -> dict[int, str]:
-    """``label_<v>`` for every non-zero label found in any prediction or reference."""
+    """``label_<v>`` for every non-zero label found in any prediction or (interpreted) reference."""
     found: set[int] = set()
     for pair in pairs:
-        for path in (pair.prediction, pair.reference):
-            found.update(int(v) for v in np.unique(read_mask(path, threshold).array) if v != 0)
+        found.update(int(v) for v in np.unique(read_prediction(pair.prediction).labels.array) if v != 0)
+        found.update(
+            int(v) for v in np.unique(read_reference(pair.reference, threshold).labels.array) if v != 0
+        )
     return {value: f"label_{value}" for value in sorted(found)}
 
 
@@ -94,24 +127,28 @@ def evaluate_cohort(
     """Per-case metrics and their summary for `pairs`, with the settings and the empty-mask policy.
 
     Without `class_names`, every label present in any case is evaluated (named ``label_<v>``).
+    `threshold` binarises the references only; predictions are the model's labels as they are.
     """
     if not pairs:
         raise InputError(None, "nothing to evaluate: no prediction/reference pairs")
     names = dict(class_names) if class_names else present_classes(pairs, threshold)
-    cases = {}
+    cases, notes = {}, {}
     for pair in pairs:
-        prediction, reference = load_pair(pair, resample, threshold)
+        prediction, reference, case_notes = load_pair(pair, resample, threshold)
         cases[pair.name] = evaluate_case(prediction, reference, names, tolerance_mm)
+        if case_notes:
+            notes[pair.name] = case_notes
     return {
         "settings": {
             "nsd_tolerance_mm": tolerance_mm,
             "resampled": resample,
-            "threshold": threshold,
+            "reference_threshold": threshold,
             "bootstrap_samples": samples,
             "seed": seed,
             "classes": {str(value): name for value, name in names.items()},
         },
         "empty_mask_policy": EMPTY_MASK_POLICY,
+        "notes": notes,  # per case: how the reference's values were read, reorientation, resampling
         "files": {
             pair.name: {"prediction": str(pair.prediction), "reference": str(pair.reference)}
             for pair in pairs

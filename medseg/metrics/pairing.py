@@ -1,10 +1,13 @@
-"""Pair predictions with references: two files, two folders matched by case name, or a manifest.
+"""Pair predictions with references: two files, two folders matched by case name, a ``medseg infer``
+output folder matched by what each result records, or a manifest.
 
-Case name: the file name without its image extension (``case_001.nii.gz`` -> ``case_001``), or the
-name of a sub-folder. Masks are files (NIfTI, NRRD, MHA, PNG, DICOM SEG), so two folders are always
-folders of cases. A manifest is a CSV (header ``case,prediction,reference``) or a
-JSON list of objects with those keys; relative paths are relative to the manifest. Anything left
-unpaired is an error that lists it: no case is silently left out of an evaluation.
+Case name: the file name without its image extension (``case_001.nii.gz`` -> ``case_001``), or the name of a
+sub-folder. In a ``medseg infer`` output folder (``summary.json`` and ``<key>/result.json``) each result is
+named by its recorded input: the input file's case name, or for a DICOM series its folder's name and its
+SeriesInstanceUID (either matches a reference). Masks are files (NIfTI, NRRD, MHA, PNG, DICOM SEG), so two
+folders are always folders of cases. A manifest is a CSV (header ``case,prediction,reference``) or a JSON
+list of objects with those keys; relative paths are relative to the manifest. Anything left unpaired is an
+error that lists it: no case is silently left out of an evaluation.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medseg.errors import InputError
+from medseg.inference.output_names import MASK_NAME, RESULT_NAME, SUMMARY_NAME
 
 #: Image file endings, longest first so that ``.nii.gz`` wins over ``.gz``.
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".dcm")
@@ -58,6 +62,53 @@ def _cases_in(folder: Path) -> dict[str, Path]:
     return cases
 
 
+@dataclass(frozen=True)
+class InferOutput:
+    """One result of a ``medseg infer`` output folder: the names it answers to and its mask."""
+
+    names: tuple[str, ...]
+    mask: Path
+    record: dict = field(default_factory=dict, compare=False)  # its result.json
+
+
+def infer_outputs(folder: Path) -> list[InferOutput] | None:
+    """The results of a ``medseg infer`` output folder, or None when `folder` is not one."""
+    results = sorted(folder.glob(f"*/{RESULT_NAME}"))
+    if not folder.is_dir() or not (folder / SUMMARY_NAME).is_file() or not results:
+        return None
+    outputs = []
+    for path in results:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            names = [case_name(Path(str(record["input"])))]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise InputError(path, f"not a medseg result ({error})") from None
+        uid = record.get("source_uids", {}).get("series_instance_uid")
+        outputs.append(
+            InferOutput(tuple(dict.fromkeys([*names, *([uid] if uid else [])])), path.parent / MASK_NAME)
+        )
+    return outputs
+
+
+def match_outputs(
+    outputs: list[InferOutput], candidates: dict[str, Path], where: Path, role: str
+) -> dict[str, Path]:
+    """For each output, the candidate named like one of its names (keyed by that name); an output or a
+    candidate left without a partner is an error listing them."""
+    matched: dict[str, Path] = {}
+    for output in outputs:
+        name = next((n for n in output.names if n in candidates), None)
+        if name is None:
+            raise InputError(
+                where, f"no {role} for the result of {output.names[0]!r} (named {' or '.join(output.names)})"
+            )
+        matched[name] = candidates[name]
+    left = set(candidates) - set(matched)
+    if left:
+        raise InputError(where, f"no prediction for {len(left)} {role}(s): {_unpaired(left)}")
+    return matched
+
+
 def _unpaired(names: set[str]) -> str:
     listed = ", ".join(sorted(names)[:LISTED])
     return listed + (f" and {len(names) - LISTED} more" if len(names) > LISTED else "")
@@ -69,6 +120,14 @@ def pair_paths(prediction: str | os.PathLike, reference: str | os.PathLike) -> l
     for path in (prediction, reference):
         if not path.exists():
             raise InputError(path, "no such file or folder")
+    outputs = infer_outputs(prediction) if prediction.is_dir() else None
+    if outputs is not None:
+        references = _cases_in(reference) if reference.is_dir() else {case_name(reference): reference}
+        if len(outputs) == 1 and not reference.is_dir():  # one result and one reference file
+            return [CasePair(outputs[0].names[0], outputs[0].mask, reference)]
+        matched = match_outputs(outputs, references, reference, "reference")
+        by_name = {name: output.mask for output in outputs for name in output.names}
+        return [CasePair(name, by_name[name], path) for name, path in sorted(matched.items())]
     if not (prediction.is_dir() and reference.is_dir()):
         return [CasePair(case_name(reference), prediction, reference)]
     predictions, references = _cases_in(prediction), _cases_in(reference)

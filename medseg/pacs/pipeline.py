@@ -19,6 +19,7 @@ from pathlib import Path
 import pydicom
 
 from medseg.errors import InputError
+from medseg.inference.output_names import OVERLAYS_DIR, SEG_NAME
 from medseg.inference.segmenter import Segmenter
 from medseg.io import seg_writer
 from medseg.io.seg_writer import MANUFACTURER
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "REG", "DOC"})
 #: Series descriptions of the results medseg stores back (SEG, overlay Secondary Captures): never inputs.
 RESULT_DESCRIPTIONS = frozenset({seg_writer.SERIES_DESCRIPTION, capture.SERIES_DESCRIPTION})
-SEG_NAME = "seg.dcm"
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def _store_result(
         logger.info("study %s: SEG of series %s already on the PACS", study.key, item["key"])
         return
     files = [seg]
-    overlays = sorted((result / "overlays").glob("*.png"))
+    overlays = sorted((result / OVERLAYS_DIR).glob("*.png"))
     if options.store_overlays and overlays and item["kind"] == "dicom-series":
         header = pydicom.dcmread(min(source.glob("*.dcm")), stop_before_pixels=True)
         files += write_captures(overlays, header, result / "captures")

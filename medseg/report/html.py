@@ -39,6 +39,7 @@ th { background: #eee; } td.text, th.text { text-align: left; }
 figure { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }
 figcaption { font-size: 0.85em; color: #333; max-width: 32em; }
 .note { color: #444; font-size: 0.85em; max-width: 60em; }
+.warning { background: #fff4d6; border-left: 4px solid #c77c00; padding: 0.4em 0.8em; max-width: 60em; }
 .plot { display: inline-block; vertical-align: top; margin-right: 1.5em; }
 """
 

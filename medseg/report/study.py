@@ -7,7 +7,7 @@ shows no patient identifiers: only the title the caller gives, the grid geometry
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 
@@ -137,13 +137,16 @@ def write_study_report(
     window: tuple[float, float] | None = None,
     modality: str | None = None,
     tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write one self-contained HTML page for a study and return its path.
 
     `mask` is the AI segmentation; `reference` an optional reference or clinician mask on the same grid
     (its disagreement is drawn and metrics computed); `uncertainty` an optional per-voxel map (e.g.
     entropy from TTA or an ensemble) on the image grid. `window` (width, level) and `modality` choose
-    the display window (see `medseg.report.overlay`). Written atomically.
+    the display window (see `medseg.report.overlay`). `notes` are shown under the model line and kept in
+    the page's data: what the reader must know to trust the figures (how a mask's values were read, an
+    input unlike the model's training data). Written atomically.
     """
     if reference is not None:
         check_same_grid(
@@ -161,6 +164,7 @@ def write_study_report(
         f"{' x '.join(f'{s:.3g}' for s in image.spacing)} mm, orientation {image.orientation}."
     )
     body = [f'<p><strong>Model:</strong> {escape(model)}</p><p class="note">{escape(geometry)}</p>']
+    body += [f'<p class="warning"><strong>Note:</strong> {escape(note)}</p>' for note in notes]
     body.append(_overlays_section(image, mask, reference, names, overlays, window, modality))
     body.append("<h2>Structures</h2>" + _structures_table(stats, reference_stats, mask))
     lesions_html, lesions = _lesions_section(mask, stats)
@@ -169,6 +173,7 @@ def write_study_report(
         "model": {"name": model_name, "version": model_version},
         "structures": stats,
         "lesions": lesions,
+        "notes": list(notes),
     }
     if reference is not None:
         data["metrics"] = evaluate_case(mask, reference, names, tolerance_mm)

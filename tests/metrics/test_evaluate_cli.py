@@ -136,13 +136,17 @@ def test_manifest_of_png_masks_with_threshold(chest_mask, datasets_dir, tmp_path
     assert cases[names[0]]["label_1"]["dice"] == pytest.approx(expected["dice"])
 
 
-def test_dicom_seg_against_its_nrrd_after_exact_resampling(datasets_dir, tmp_path):
+def test_dicom_seg_against_its_nrrd_reoriented_exactly(datasets_dir, tmp_path):
+    """The SEG stores its frames in the other slice order: the same voxels on a flipped grid are turned
+    exactly (as training turns labels), without --resample, and the output says so."""
     folder = datasets_dir / "dcmqi_ct3slice_seg"
     args = ["evaluate", str(folder / "liver.dcm"), str(folder / "liver_seg.nrrd"), "--out", str(tmp_path)]
-    assert main(args) == 2  # the SEG stores its frames in the other slice order
-    assert main([*args, "--resample", "--bootstrap", "20"]) == 0
-    (entry,) = json.loads((tmp_path / "metrics.json").read_text())["cases"]["liver_seg"].values()
+    assert main([*args, "--bootstrap", "20"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    (entry,) = metrics["cases"]["liver_seg"].values()
     assert entry["dice"] == 1.0 and entry["hd95_mm"] == 0.0
+    [note] = metrics["notes"]["liver_seg"]
+    assert note.startswith("prediction reoriented exactly from")
 
 
 def test_unpaired_cases_and_bad_manifests_are_refused_by_name(hippocampus_folders, tmp_path, capsys):

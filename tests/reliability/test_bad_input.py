@@ -17,7 +17,7 @@ from medseg.data.fingerprint import compute_fingerprint
 from medseg.errors import MedsegError
 from medseg.inference.runner import EXIT_SOME_FAILED
 from medseg.io.reader import read_image
-from medseg.metrics.cohort import read_mask
+from medseg.metrics.cohort import read_labels
 from medseg.metrics.evaluate import check_same_grid
 
 IMAGE_CASES = [case for case in CASES if case.role == "image"]
@@ -32,7 +32,7 @@ def _use(case: Case, path: Path) -> None:
     if case.role == "image":
         read_image(path)
     elif case.role == "mask":
-        check_same_grid(read_mask(path), reference_mask(), path, "reference.nii.gz")
+        check_same_grid(read_labels(path), reference_mask(), path, "reference.nii.gz")
     else:
         compute_fingerprint(read_manifest(path), progress=False)
 

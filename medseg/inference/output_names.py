@@ -1,0 +1,16 @@
+"""The names of what ``medseg infer`` writes: one folder per input, and a summary beside them.
+
+The batch runner writes these; evaluation, reports, the PACS services and the demo read them, so they are
+named in one place that imports nothing.
+"""
+
+#: Per input: the labels on the source grid, the DICOM SEG, the uncertainty map, the overlays, the page,
+#: and the record of what made them (written last).
+MASK_NAME = "mask.nii.gz"
+SEG_NAME = "seg.dcm"
+UNCERTAINTY_NAME = "uncertainty.nii.gz"
+OVERLAYS_DIR = "overlays"
+REPORT_NAME = "report.html"
+RESULT_NAME = "result.json"
+#: Beside the input folders: every input's status.
+SUMMARY_NAME = "summary.json"
