@@ -22,6 +22,7 @@ from _common import emit
 
 from medseg.cli.main import main as medseg
 from medseg.data.datasets import Dataset, open_dataset
+from medseg.data.planner import load_plan
 from medseg.io.image import LabelMap
 from medseg.io.png import binarize_mask
 from medseg.io.reader import read_image
@@ -41,12 +42,12 @@ def validation_cases(run: Path) -> tuple[Dataset, list[dict]]:
 
 
 def reference_file(case: dict, folder: Path) -> Path:
-    """The case's label file as training reads it: binarised into `folder` first where the dataset says
-    so (anti-aliased 8-bit PNG masks), else the file itself."""
+    """The case's label file as training reads it: binarised into `folder` first where the dataset sets a
+    threshold, else the file itself (evaluation, like training, binarises 8-bit pictures of masks)."""
     label = Path(case["label"]).resolve()
-    if case.get("label_threshold") is None:
+    if case.get("mask_threshold") is None:
         return label
-    mask = binarize_mask(read_image(label, LabelMap), float(case["label_threshold"]))
+    mask = binarize_mask(read_image(label, LabelMap), float(case["mask_threshold"]))
     folder.mkdir(parents=True, exist_ok=True)
     return write_volume(mask, folder / f"{case['id']}.nii.gz")
 
@@ -82,7 +83,8 @@ def infer_and_evaluate(
             writer.writerow([case["id"], by_input[Path(case["image"]).name], reference])
     metrics = work / "metrics"
     labels = work / "labels.json"
-    labels.write_text(json.dumps({str(value): name for value, name in dataset.label_names.items()}))
+    names = load_plan(runs[0] / "plans.json").label_names  # the classes the model outputs
+    labels.write_text(json.dumps({str(value): name for value, name in names.items()}))
     if medseg(["evaluate", "--manifest", str(manifest), "--out", str(metrics), "--labels", str(labels)]) != 0:
         raise SystemExit("medseg evaluate failed")
     return json.loads((metrics / "metrics.json").read_text(encoding="utf-8"))

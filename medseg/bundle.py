@@ -1,11 +1,12 @@
 """MONAI bundles that run on medseg: one implementation behind two entry points.
 
-A bundle (``bundles/<name>/``, MONAI's layout) holds ``configs/metadata.json``, ``train.json``,
-``inference.json``, ``evaluate.json``, ``multi_gpu_train.json``, ``models/model.pt`` (a
-`medseg.checkpoint` file), ``docs/README.md`` and ``LICENSE``. Its configs do not re-implement
-anything in JSON: ``train.json`` holds a medseg `RunConfig` under the key ``training`` and its ``run``
-step (a ``_target_`` component) calls `train`; ``inference.json`` calls `infer`; ``network_def`` calls
-`build_network` (`medseg.models.create_model`). So these two commands do the same thing:
+A bundle (a folder in MONAI's layout; the shipped ones are `medseg.bundles`) holds
+``configs/metadata.json``, ``train.json``, ``inference.json``, ``evaluate.json``,
+``multi_gpu_train.json``, ``models/model.pt`` (a `medseg.checkpoint` file), ``docs/README.md`` and
+``LICENSE``. Its configs do not re-implement anything in JSON: ``train.json`` holds a medseg `RunConfig`
+under the key ``training`` and its ``run`` step (a ``_target_`` component) calls `train`;
+``inference.json`` calls `infer`; ``network_def`` calls `build_network` (`medseg.models.create_model`). So
+these two commands do the same thing:
 
     python -m monai.bundle run --config_file B/configs/train.json --bundle_root B --dataset_dir DATA
     medseg train --bundle B --dataset_dir DATA
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 
-from medseg.bundles import CONFIGS_DIR, METADATA, find_bundle, require_trust
+from medseg.bundles import CONFIGS_DIR, METADATA, require_trust
 from medseg.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
 from medseg.errors import ConfigError, InputError
 from medseg.training.config import RunConfig, config_from_dict
@@ -50,12 +51,9 @@ def read_config(
     """The bundle's ``configs/<name>`` with its metadata, ``bundle_root`` set to `bundle`, and `overrides`.
 
     Overrides use MONAI ids (``dataset_dir``, ``training#epochs``). Values are not evaluated until
-    ``get_parsed_content`` is called. `bundle` is a folder or the name of a shipped bundle; a bundle
-    medseg did not ship needs `trusted`.
+    ``get_parsed_content`` is called. A bundle medseg did not ship needs `trusted`.
     """
     bundle = Path(bundle)
-    if not bundle.exists() and (shipped := find_bundle(str(bundle))) is not None:
-        bundle = shipped
     require_trust(bundle, trusted)
     path = bundle / CONFIGS_DIR / name
     if not path.is_file():
@@ -180,8 +178,7 @@ def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dic
     Dice per class is computed as during training (`medseg.training.validation.validate`: the model's
     plan, its training patch as the window, on the plan's grid) and written to `output_file` as JSON.
     """
-    from medseg.checkpoint import load_checkpoint, model_from_checkpoint
-    from medseg.data.planner import Plan
+    from medseg.checkpoint import checkpoint_plan, load_checkpoint, model_from_checkpoint
     from medseg.runtime.precision import resolve_precision
     from medseg.training.experiment import prepare
     from medseg.training.patches import validation_dataset
@@ -190,9 +187,9 @@ def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dic
     config = config_from_dict(dict(training), where=TRAINING_KEY)
     experiment = prepare(config)
     state = load_checkpoint(model_file)
-    plan = Plan(**state["plan"])
+    plan = checkpoint_plan(state, model_file)
     result = validate(
-        model_from_checkpoint(state),
+        model_from_checkpoint(state, model_file),
         validation_dataset(experiment.val_records, plan, cache="none"),
         {int(value): name for value, name in state["class_names"].items()},
         state["training"].get("patch_size") or plan.patch_size,

@@ -27,7 +27,7 @@ import torch
 
 import medseg
 from medseg.data.planner import Plan, plan_from_dict
-from medseg.errors import InputError
+from medseg.errors import InputError, MedsegError
 from medseg.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "medseg-checkpoint-1"
@@ -105,6 +105,8 @@ def _check_contents(state: dict[str, Any], path: Path) -> None:
     fields = {"name": str, "spatial_dims": int, "in_channels": int, "out_channels": int, "options": dict}
     if not isinstance(model, dict) or any(not isinstance(model.get(k), t) for k, t in fields.items()):
         raise InputError(path, f"its model description must give {', '.join(fields)}")
+    if set(model) - set(fields):
+        raise InputError(path, f"its model description has unknown keys {sorted(set(model) - set(fields))}")
     weights = state["state_dict"]
     if not isinstance(weights, dict) or not weights:
         raise InputError(path, "the checkpoint holds no network weights")
@@ -127,7 +129,11 @@ def checkpoint_plan(state: dict[str, Any], path: str | os.PathLike | None = None
 
 def model_from_checkpoint(state: dict[str, Any], path: str | os.PathLike | None = None) -> torch.nn.Module:
     """Rebuild the network described in a loaded checkpoint and load its weights (eval mode)."""
-    model = ModelConfig(**state["model"]).build()
+    try:
+        model = ModelConfig(**state["model"]).build()
+    except (MedsegError, TypeError, ValueError) as error:  # an unknown model or options this medseg lacks
+        reason = str(error).strip().splitlines()[0]
+        raise InputError(path, f"cannot build the network it describes ({reason})") from None
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as error:

@@ -2,7 +2,7 @@
 
 `run_demo` writes a phantom cohort (`medseg.data.phantom`), trains a small 3D U-Net on all but the last
 cases with `medseg.training.fit` (what ``medseg train`` runs), segments the unseen DICOM series with
-`medseg.inference.Segmenter.run_folder` (what ``medseg infer`` runs: mask, DICOM SEG, overlays,
+`medseg.inference.segmenter.Segmenter.run_folder` (what ``medseg infer`` runs: mask, DICOM SEG, overlays,
 report.html, result.json) and scores the masks against the phantom's truth (Dice and IoU per class).
 
 Training is budgeted in steps, with a deterministic, step-based schedule, so the result does not depend

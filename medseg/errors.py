@@ -24,3 +24,8 @@ class GeometryError(InputError):
 
 class ConfigError(MedsegError):
     """A configuration value is invalid; the message names the key and the valid choices."""
+
+
+class OutOfDomainError(InputError):
+    """The input is unlike anything the model was trained on (another modality, 2D for a 3D model...):
+    segmenting it would give a mask nobody should read. Skipped unless the user forces it."""

@@ -69,6 +69,9 @@ def _saved_state(tmp_path) -> dict:
         (lambda s: s["model"].pop("out_channels"), "model description must give"),
         (lambda s: s.update(class_names={1: "lesion"}), "class_names must name outputs 0..1"),
         (lambda s: s["state_dict"].update(extra=torch.zeros(1)), "weights do not fit the network"),
+        (lambda s: s["model"].update(name="no_such_net"), "cannot build the network it describes"),
+        (lambda s: s["model"]["options"].update(wings=3), "cannot build the network it describes"),
+        (lambda s: s["model"].update(extra=1), "unknown keys"),
     ],
 )
 def test_partial_checkpoints_are_one_clear_error(tmp_path, capsys, damage, message):

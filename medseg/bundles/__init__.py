@@ -25,6 +25,8 @@ DIGESTS_FILE = SHIPPED_DIR / "digests.json"
 #: The parts of a bundle that make its behaviour: what it runs and what it loads.
 CONTENT_FOLDERS = ("configs", "models")
 CONFIGS_DIR, INFERENCE_CONFIG, METADATA = "configs", "inference.json", "metadata.json"
+#: metadata.json key of a sentence every output of the bundle carries (a model card's "not for real data").
+CAUTION_KEY = "medseg_caution"
 #: The command-line flag that trusts a bundle from elsewhere.
 TRUST_FLAG = "--trust-bundle"
 #: Keys of inference.json's ``run`` step that are inference defaults, with the JSON types they need.
@@ -35,6 +37,10 @@ INFERENCE_DEFAULTS: dict[str, tuple[type, ...]] = {
     "tta_zooms": (list,),
     "largest_component": (list,),
 }
+
+
+#: What the items of those lists may be: zoom factors are numbers; classes are values or names.
+ZOOM_TYPES, CLASS_TYPES = (int, float), (int, str)
 
 
 def is_bundle(folder: str | os.PathLike) -> bool:
@@ -107,8 +113,12 @@ def inference_defaults(bundle: str | os.PathLike) -> dict[str, Any]:
             if not isinstance(step, dict) or key not in step:
                 continue
             value = step[key]
-            numbers = isinstance(value, list) and all(type(v) in (int, float) for v in value)  # not bools
-            if type(value) not in types or (isinstance(value, list) and not numbers):
+            item_types = ZOOM_TYPES if key == "tta_zooms" else CLASS_TYPES
+            items_ok = not isinstance(value, list) or all(type(v) in item_types for v in value)  # no bools
+            expression = isinstance(value, str) or (
+                isinstance(value, list) and any(str(v)[:1] in "$@%" for v in value)
+            )
+            if type(value) not in types or not items_ok or expression:
                 raise ConfigError(f"{path}: {key} must be a literal {types[0].__name__}, got {value!r}")
             defaults[key] = value
     return defaults
@@ -129,6 +139,8 @@ def bundle_card(folder: str | os.PathLike) -> dict[str, Any]:
         "classes": meta.get("pred_classes", ""),
         "validation": meta.get("eval_metrics", {}),
         "intended_use": meta.get("intended_use", ""),
+        # what every output of the bundle must say (e.g. trained on synthetic data only), if anything
+        "caution": meta.get(CAUTION_KEY, ""),
         "folder": str(folder),
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     windows.add_argument(
         "--tta",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="mirroring test-time augmentation along the axes the model was trained to mirror (the "
-        "plan's mirror_axes: none for radiographs)",
+        "plan's mirror_axes: none for radiographs); --no-tta turns a bundle's off (default: the bundle's, "
+        "else off)",
     )
     windows.add_argument(
         "--tta-zooms",
@@ -121,6 +124,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: on with --tta or several models, whose disagreement it shows)",
     )
     select.add_argument("--force", action="store_true", help="redo inputs whose results already exist")
+    select.add_argument(
+        "--force-domain",
+        action="store_true",
+        help="segment inputs the model was not trained for (another modality, 2D for a 3D model), which "
+        "are otherwise skipped with the reason; their outputs stay flagged out-of-domain",
+    )
     select.add_argument("--progress", action="store_true", help="show a progress bar over windows")
 
 
@@ -131,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     segmenter = Segmenter.load(
         args.model,
         args.device,
-        tta=args.tta or None,
+        tta=args.tta,
         tta_zooms=args.tta_zooms,
         overlap=args.overlap,
         roi_size=args.roi,
@@ -154,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
         anonymize=args.anonymize,
         uncertainty=args.uncertainty,
         force=args.force,
+        force_domain=args.force_domain,
         progress=args.progress,
+        rank=int(os.environ.get("RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
     )
     counts = summary["counts"]
     logger.info(

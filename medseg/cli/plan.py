@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from medseg.cli.train import dataset_arguments, json_labels
+
 log = logging.getLogger(__name__)
 
 
@@ -14,9 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "dataset", type=Path, help="dataset folder (MSD/nnU-Net, 2D image/mask, DICOM) or manifest"
     )
     parser.add_argument("--out", type=Path, default=Path("plans.json"), help="where to write the plan")
-    parser.add_argument(
-        "--modality", help="modality of every channel (CT, MR, XRAY...) when the dataset lacks it"
-    )
+    dataset_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -25,21 +25,33 @@ def run(args: argparse.Namespace) -> int:
     from medseg.data.fingerprint import compute_fingerprint
     from medseg.data.planner import Planner, save_plan
 
-    dataset = open_dataset(args.dataset, modality=args.modality)
+    labels = json_labels(args.labels)
+    dataset = open_dataset(args.dataset, args.modality, labels, args.mask_suffix, args.mask_threshold)
     fingerprint = compute_fingerprint(dataset, progress=not args.no_progress)
-    info = {
-        "name": dataset.name,
-        "source": str(args.dataset.resolve()),
-        "layout": dataset.layout,
-        "num_cases": len(dataset.cases),
-        "labels": {str(value): name for value, name in dataset.label_names.items()},
-        "modalities": dataset.modalities,
-    }
-    plan = Planner(fingerprint).plan(info)
+    plan = Planner(fingerprint).plan(dataset.describe(args.dataset))
     save_plan(plan, args.out)
-    schemes = ", ".join(f"{n['modality']}: {n['scheme']}" for n in plan.normalization)
-    print(f"{dataset.name}: {len(dataset.cases)} cases, {plan.dim}D")
-    print(f"  target spacing {plan.target_spacing} mm, patch {plan.patch_size}, batch {plan.batch_size}")
-    print(f"  normalisation {schemes}")
+    print(summary(plan, fingerprint))
     print(f"plan written to {args.out}")
     return 0
+
+
+def summary(plan, fingerprint: dict) -> str:
+    """The integrity table of a planned dataset: sizes, classes with voxels and cases, what was read how,
+    and what looks wrong."""
+    schemes = ", ".join(f"{n['modality']}: {n['scheme']}" for n in plan.normalization)
+    shapes = fingerprint["median_shape"]
+    lines = [
+        f"{plan.dataset['name']}: {fingerprint['num_cases']} cases, {plan.dim}D, modality {schemes}",
+        f"  median size {[round(s) for s in shapes]} voxels, median spacing "
+        f"{[round(s, 3) for s in fingerprint['median_spacing']]} mm",
+        f"  target spacing {plan.target_spacing} mm, patch {plan.patch_size}, batch {plan.batch_size}",
+        "  class                     value  cases  share of foreground",
+    ]
+    for value, entry in fingerprint["classes"].items():
+        name = plan.dataset["labels"].get(value, entry["name"])
+        share = "" if entry["foreground_fraction"] is None else f"{entry['foreground_fraction']:.3f}"
+        lines.append(f"  {name:25s} {value:>5s}  {entry['cases_present']:>5d}  {share}")
+    for kind, count in fingerprint.get("label_interpretation", {}).items():
+        lines.append(f"  note: {count} label file(s) read as {kind} masks and binarised")
+    lines += [f"  warning: {text}" for text in fingerprint.get("warnings", [])]
+    return "\n".join(lines)

@@ -1,5 +1,9 @@
 """`medseg train CONFIG`: train a model as a YAML/JSON config says (see docs/training.md).
 
+``medseg train DATASET --out RUN`` trains on a dataset (folder or manifest) with the defaults: no config
+file needed for the common case (``--labels``, ``--mask-suffix``, ``--modality`` and ``--set`` reach every
+key).
+
 Options given on the command line override the file (``--fold``, ``--max-time``, ``--init-weights``,
 ``--set key=value``).
 Under ``torchrun --nproc_per_node N`` each process trains on its share of the patches (DDP).
@@ -10,6 +14,7 @@ publishes the best checkpoint to the bundle's model file (see `medseg.bundle`).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -21,11 +26,18 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, nargs="?", help="YAML or JSON run configuration")
+    parser.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        help="YAML or JSON run configuration, or a dataset (folder or manifest) to train on with the "
+        "defaults (then --out is required)",
+    )
     parser.add_argument(
         "--bundle",
         type=Path,
-        help="train a bundle (folder, or a shipped bundle's name) from its configs/train.json",
+        help="train a bundle folder's configs/train.json (training publishes into the folder: copy a "
+        "shipped bundle first)",
     )
     parser.add_argument(
         "--dataset_dir", "--dataset-dir", dest="dataset_dir", help="the bundle's data (its dataset_dir key)"
@@ -36,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow a bundle that did not ship with medseg (its configs can run Python code)",
     )
     parser.add_argument("--fold", type=int, help="cross-validation fold (overrides the config)")
-    parser.add_argument("--output", help="run folder (overrides the config)")
+    parser.add_argument("--output", "--out", dest="output", help="run folder (overrides the config)")
+    dataset_arguments(parser)
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")
     parser.add_argument("--max-time", type=float, help="wall-clock budget in seconds (overrides the config)")
     parser.add_argument(
@@ -56,6 +69,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to read a dataset whose layout does not say everything (shared with ``medseg plan``)."""
+    data = parser.add_argument_group("reading the dataset")
+    data.add_argument("--modality", help="modality of every channel (CT, MR, XRAY...) when the data lacks it")
+    data.add_argument(
+        "--labels", metavar="JSON", help='class names, e.g. \'{"1": "lung"}\' (default: label_<v>)'
+    )
+    data.add_argument("--mask-suffix", help="masks named <image><suffix>, e.g. _mask (default: found)")
+    data.add_argument(
+        "--mask-threshold",
+        type=float,
+        help="binarise every mask at value > THRESHOLD (default: values as they are; 0/255 and "
+        "anti-aliased 8-bit masks are binarised and counted in the plan)",
+    )
+
+
+def json_labels(text: str | None) -> dict | None:
+    """``--labels`` as a mapping (its names are checked when the dataset is opened)."""
+    if text is None:
+        return None
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f'--labels must be JSON like \'{{"1": "lung"}}\' ({error})') from None
+    if not isinstance(labels, dict):
+        raise ConfigError(f'--labels must be a JSON object like \'{{"1": "lung"}}\', got {text!r}')
+    return labels
+
+
+def is_config_file(path: Path) -> bool:
+    """A YAML file, or a JSON object with the run's ``dataset`` and ``output`` (else a dataset manifest)."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return True
+    if path.suffix.lower() != ".json" or path.name == "dataset.json" or not path.is_file():
+        return False
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return True  # let the config reader say what is wrong with it
+    return isinstance(document, dict) and "dataset" in document and "output" in document
+
+
 def overrides_from(args: argparse.Namespace) -> dict:
     """The config keys the command line sets."""
     overrides = {}
@@ -70,6 +125,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "epochs": args.epochs,
         "max_time": args.max_time,
         "init_weights": args.init_weights,
+        "modality": args.modality,
+        "labels": json_labels(args.labels),
+        "mask_suffix": args.mask_suffix,
+        "mask_threshold": args.mask_threshold,
     }
     overrides.update({key: value for key, value in named.items() if value is not None})
     if args.no_progress:
@@ -78,7 +137,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medseg.training.config import load_config
+    from medseg.training.config import config_from_dict, load_config
     from medseg.training.experiment import prepare
     from medseg.training.trainer import fit
 
@@ -93,8 +152,12 @@ def run(args: argparse.Namespace) -> int:
         config, model_file = training_config(
             args.bundle, args.dataset_dir, overrides_from(args), trusted=args.trust_bundle
         )
-    else:
+    elif is_config_file(args.config):
         config = load_config(args.config, overrides_from(args))
+    else:  # a dataset, trained with the defaults
+        if args.output is None:
+            raise ConfigError(f"{args.config} is a dataset: give the run folder with --out RUN")
+        config = config_from_dict({"dataset": str(args.config), **overrides_from(args)}, where="command line")
     if args.check:
         experiment = prepare(config)
         print(

@@ -5,11 +5,16 @@ A dataset is a list of **case records**, plain JSON-friendly dicts::
     {"id": "hippocampus_001", "image": "/abs/imagesTr/hippocampus_001.nii.gz",
      "label": "/abs/labelsTr/hippocampus_001.nii.gz", "split": "train"}
 
-``image`` is a path or a list of paths (one per channel); ``split`` and ``label_threshold`` (binarise an
-8-bit mask at ``value > threshold``) are optional. Supported layouts (see docs/datasets.md):
+``image`` is a path or a list of paths (one per channel); ``split`` and ``mask_threshold`` (binarise a
+mask at ``value > threshold``) are optional. Without a threshold, label values are read as they are,
+except 8-bit pictures of masks (0/255, anti-aliased), which loading recognises and binarises
+(`medseg.io.masks`). Class names come from the dataset (``dataset.json``, a manifest's ``labels``, a
+``labels`` mapping given by the user); without them the planner names the values found (``label_1``...).
+Supported layouts (see docs/datasets.md):
 
 * MSD / nnU-Net: ``dataset.json`` + ``imagesTr/`` + ``labelsTr/``; channels as ``<case>_0000.nii.gz``.
-* 2D image/mask folders paired by file stem (``images/`` + ``masks/``, or ``image/`` + ``label/``).
+* Image/mask folders, 2D or 3D, paired by file stem (``images/`` + ``masks/``, ``image/`` + ``label/``...);
+  masks may carry a suffix (``X_mask.png``, ``X_seg.nii.gz``: `MASK_SUFFIXES`, found by themselves).
 * A manifest, CSV or JSON, listing image, label and optional id and split.
 * DICOM: ``images/<case>/`` series folders with ``labels/<case>.dcm`` (DICOM SEG) or a volume file.
 
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
-from medseg.io.png import MASK_THRESHOLD, is_png_file
+from medseg.io.png import is_png_file
 from medseg.io.volume import VOLUME_SUFFIXES, is_volume_file
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,9 @@ log = logging.getLogger(__name__)
 #: Folder names tried, in order, for 2D image/mask pairs.
 IMAGE_FOLDER_NAMES = ("images", "image", "imgs")
 MASK_FOLDER_NAMES = ("masks", "mask", "labels", "label")
+#: Mask file suffixes tried, in order, when masks are named ``<image stem><suffix>`` (the first that pairs
+#: every image wins; "" is the image's own name).
+MASK_SUFFIXES = ("", "_mask", "_seg", "_label", "_labels", "_gt")
 #: Separator between channel paths in one CSV ``image`` cell.
 CSV_CHANNEL_SEPARATOR = ";"
 #: Label file endings accepted next to DICOM series folders (``.dcm`` is a DICOM SEG).
@@ -60,6 +68,17 @@ class Dataset:
     @property
     def ids(self) -> list[str]:
         return [case["id"] for case in self.cases]
+
+    def describe(self, source: str | os.PathLike) -> dict[str, Any]:
+        """What a plan records about the dataset (`medseg.data.planner.Plan.dataset`)."""
+        return {
+            "name": self.name,
+            "source": str(Path(source).resolve()),
+            "layout": self.layout,
+            "num_cases": len(self.cases),
+            "labels": {str(value): name for value, name in self.label_names.items()},
+            "modalities": self.modalities,
+        }
 
 
 def strip_suffix(name: str) -> str:
@@ -158,14 +177,15 @@ def _first_folder(root: Path, names: tuple[str, ...]) -> Path | None:
 def read_image_folders(
     root: str | os.PathLike,
     modality: str = "unknown",
-    mask_threshold: int | None = MASK_THRESHOLD,
-    mask_suffix: str = "",
+    mask_threshold: float | None = None,
+    mask_suffix: str | None = None,
 ) -> Dataset:
-    """2D image/mask pairs in ``root/images`` and ``root/masks`` (or image/label), paired by file stem.
+    """Image/mask pairs (2D or 3D) in ``root/images`` and ``root/masks`` (or image/label...), paired by stem.
 
-    A mask is named like its image, plus `mask_suffix` (e.g. ``"_mask"``). Masks are binarised at
-    ``value > mask_threshold`` when loaded (None keeps their values as labels). Unpaired files are
-    skipped with a warning.
+    A mask is named like its image plus `mask_suffix` (e.g. ``"_mask"``); None tries `MASK_SUFFIXES` and
+    takes the one that pairs the most images. Label values are read as they are (8-bit pictures of masks
+    are binarised when loaded); `mask_threshold` binarises every mask at ``value > mask_threshold``.
+    Unpaired files are skipped with a warning.
     """
     root = Path(root)
     images_dir, masks_dir = _first_folder(root, IMAGE_FOLDER_NAMES), _first_folder(root, MASK_FOLDER_NAMES)
@@ -174,17 +194,18 @@ def read_image_folders(
             root, f"needs an image folder {IMAGE_FOLDER_NAMES} and a mask folder {MASK_FOLDER_NAMES}"
         )
     masks = {strip_suffix(p.name): p for p in masks_dir.iterdir() if is_png_file(p) or is_volume_file(p)}
+    images = [p for p in sorted(images_dir.iterdir()) if is_png_file(p) or is_volume_file(p)]
+    suffixes = MASK_SUFFIXES if mask_suffix is None else (mask_suffix,)
+    suffix = max(suffixes, key=lambda s: sum(strip_suffix(p.name) + s in masks for p in images))
     cases, unpaired = [], 0
-    for image in sorted(images_dir.iterdir()):
-        if not (is_png_file(image) or is_volume_file(image)):
-            continue
-        mask = masks.pop(strip_suffix(image.name) + mask_suffix, None)
+    for image in images:
+        mask = masks.pop(strip_suffix(image.name) + suffix, None)
         if mask is None:
             unpaired += 1
             continue
         case: Record = {"id": strip_suffix(image.name), "image": str(image), "label": str(mask)}
         if mask_threshold is not None:
-            case["label_threshold"] = mask_threshold
+            case["mask_threshold"] = mask_threshold
         cases.append(case)
     if unpaired or masks:
         log.warning(
@@ -192,7 +213,9 @@ def read_image_folders(
         )
     if not cases:
         raise InputError(root, f"no image/mask pairs found in {images_dir.name}/ and {masks_dir.name}/")
-    return Dataset(root.name, root, cases, {0: "background", 1: "foreground"}, [modality], "image_folders")
+    if suffix:
+        log.info("%s: masks named <image>%s", root, suffix)
+    return Dataset(root.name, root, cases, {}, [modality], "image_folders")
 
 
 def _manifest_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -212,7 +235,8 @@ def _manifest_rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def read_manifest(path: str | os.PathLike, modality: str = "unknown") -> Dataset:
     """A CSV or JSON manifest: rows with ``image`` (paths, relative to the manifest), ``label``, optional
-    ``id``, ``split`` and ``label_threshold``. A JSON manifest may be a list of rows or an object with
+    ``id``, ``split`` and ``mask_threshold`` (``label_threshold`` is read as its older name). A JSON
+    manifest may be a list of rows or an object with
     ``cases`` and optional ``name``, ``labels`` and ``modalities``."""
     path = Path(path)
     try:
@@ -233,8 +257,9 @@ def read_manifest(path: str | os.PathLike, modality: str = "unknown") -> Dataset
         case["label"] = str(label)
         if row.get("split"):
             case["split"] = str(row["split"])
-        if row.get("label_threshold") not in (None, ""):
-            case["label_threshold"] = float(row["label_threshold"])
+        threshold = row.get("mask_threshold", row.get("label_threshold"))
+        if threshold not in (None, ""):
+            case["mask_threshold"] = float(threshold)
         cases.append(case)
     if not cases:
         raise InputError(path, "manifest lists no cases")
@@ -268,10 +293,18 @@ def read_dicom_cases(root: str | os.PathLike, modality: str = "unknown") -> Data
     return Dataset(root.name, root, cases, {}, [modality], "dicom")
 
 
-def open_dataset(path: str | os.PathLike, modality: str | None = None) -> Dataset:
+def open_dataset(
+    path: str | os.PathLike,
+    modality: str | None = None,
+    labels: dict[str, str] | None = None,
+    mask_suffix: str | None = None,
+    mask_threshold: float | None = None,
+) -> Dataset:
     """Open a dataset in whichever supported layout `path` has (see module docstring).
 
-    `modality` overrides (or, for layouts that do not record one, supplies) the modality of every channel.
+    `modality` overrides (or, for layouts that do not record one, supplies) the modality of every channel;
+    `labels` (``{"1": "lung"}``) names the classes where the layout cannot; `mask_suffix` and
+    `mask_threshold` apply to image/mask folders (and the threshold to every case).
     """
     path = Path(path)
     if path.is_file() and path.name != "dataset.json":
@@ -285,9 +318,29 @@ def open_dataset(path: str | os.PathLike, modality: str | None = None) -> Datase
     ):
         dataset = read_dicom_cases(path)
     elif path.is_dir():
-        dataset = read_image_folders(path)
+        dataset = read_image_folders(path, mask_suffix=mask_suffix)
     else:
         raise InputError(path, "no such dataset folder or manifest")
     if modality:
         dataset.modalities = [modality] * len(dataset.modalities)
+    if labels:
+        dataset.label_names = parse_labels(labels, path)
+    if mask_threshold is not None:
+        for case in dataset.cases:
+            case["mask_threshold"] = float(mask_threshold)
     return dataset
+
+
+def parse_labels(labels: dict[str, Any] | str, where: str | os.PathLike | None = None) -> dict[int, str]:
+    """Class names from ``{"1": "lung"}`` (or nnU-Net's ``{"lung": 1}``), given as a mapping or JSON text."""
+    if isinstance(labels, str):
+        try:
+            labels = json.loads(labels)
+        except json.JSONDecodeError as error:
+            raise InputError(where, f'labels must be JSON like {{"1": "lung"}} ({error})') from None
+    names = _label_names(labels) if isinstance(labels, dict) else {}
+    if not names or any(value < 0 for value in names):
+        raise InputError(
+            where, f'labels must map label values to names, like {{"1": "lung"}}; got {labels!r}'
+        )
+    return names

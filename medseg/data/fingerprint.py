@@ -9,6 +9,8 @@ the number of cases that contain it. Foreground means label > 0, as in nnU-Net.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import nibabel.orientations as nio
 import numpy as np
 from tqdm import tqdm
@@ -34,6 +36,12 @@ def ras_axis_order(image: Image) -> list[int]:
     return [int(np.flatnonzero(ornt[:, 0] == world_axis)[0]) for world_axis in range(3)]
 
 
+#: Undeclared label values beyond this many look like an intensity picture read as labels.
+MANY_VALUES = 50
+#: Case ids a warning lists.
+LISTED_CASES = 5
+
+
 def _case_fingerprint(record: dict, rng: np.random.Generator, label_names: dict[int, str]) -> dict:
     images, label = load_case_channels(record)
     _check_label_values(label.array, record["label"], label_names)
@@ -50,6 +58,7 @@ def _case_fingerprint(record: dict, rng: np.random.Generator, label_names: dict[
         "shape": [int(label.shape[axis]) for axis in order],
         "spacing": [float(label.spacing[axis]) for axis in order],
         "class_voxels": {int(value): int(count) for value, count in zip(labels, counts, strict=True)},
+        "interpretation": label.meta.get("interpretation"),
         "samples": samples,
         "ndim": label.ndim,
     }
@@ -105,9 +114,17 @@ def compute_fingerprint(dataset: Dataset, progress: bool = True) -> dict:
         modality = dataset.modalities[channel] if channel < len(dataset.modalities) else "unknown"
         pooled = np.concatenate([case["samples"][channel] for case in cases])
         intensity.append({"channel": channel, "modality": modality, **_intensity_statistics(pooled)})
-    return {
+    interpreted = Counter(case["interpretation"] for case in cases if case["interpretation"])
+    empty = [
+        record["id"]
+        for record, case in zip(dataset.cases, cases, strict=True)
+        if set(case["class_voxels"]) <= {0}
+    ]
+    fingerprint = {
         "dataset": dataset.name,
         "num_cases": len(cases),
+        #: How many label files were not read as they are, by what was done (see medseg.io.masks).
+        "label_interpretation": dict(sorted(interpreted.items())),
         "dim": dims.pop(),
         "spacings": spacings.tolist(),
         "shapes": shapes.tolist(),
@@ -124,4 +141,35 @@ def compute_fingerprint(dataset: Dataset, progress: bool = True) -> dict:
             }
             for value in sorted(class_voxels)
         },
+        "empty_cases": empty,
     }
+    fingerprint["warnings"] = integrity_warnings(fingerprint, dataset.label_names)
+    return fingerprint
+
+
+def integrity_warnings(fingerprint: dict, declared: dict[int, str]) -> list[str]:
+    """What looks wrong in a dataset's labels, in words a user can act on (shown by ``medseg plan`` and
+    logged before training): declared classes never seen, classes in one case only, cases without any
+    foreground, and masks with so many values that they look like pictures rather than labels."""
+    classes = {int(value): entry for value, entry in fingerprint["classes"].items()}
+    cases = fingerprint["num_cases"]
+    warnings = [
+        f"class {value} ({name}) is declared but appears in no case"
+        for value, name in sorted(declared.items())
+        if value > 0 and value not in classes
+    ]
+    if cases > 1:
+        warnings += [
+            f"class {value} ({entry['name']}) appears in one case only"
+            for value, entry in sorted(classes.items())
+            if value > 0 and entry["cases_present"] == 1
+        ]
+    if fingerprint["empty_cases"]:
+        shown = ", ".join(fingerprint["empty_cases"][:LISTED_CASES])
+        warnings.append(f"{len(fingerprint['empty_cases'])} case(s) have no foreground at all: {shown}")
+    if not declared and len(classes) > MANY_VALUES:
+        warnings.append(
+            f"the labels hold {len(classes)} different values: are they pictures rather than label maps? "
+            "Give --mask-threshold, or --labels for a real many-class dataset"
+        )
+    return warnings

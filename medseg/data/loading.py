@@ -3,7 +3,10 @@
 Images come back as float32 `ScalarImage` (datasets mix uint8 and float32 files); labels as integer
 `LabelMap` (float label files holding whole numbers are cast; anything else is refused). A label in
 another orientation than its image (e.g. a NIfTI y-flipped relative to its DICOM series) is reoriented
-exactly; after that, image and label must share their grid or a `GeometryError` names both files.
+exactly. Label values are read as they are, unless the record sets a ``mask_threshold`` or the values are
+those of an 8-bit picture of a mask (0/255, anti-aliased; `medseg.io.masks`): then they are binarised and
+``label.meta["interpretation"]`` says how; after that, image and label must share their grid or a
+`GeometryError` names both files.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from medseg.errors import ConfigError, GeometryError, InputError
 from medseg.io.image import Image, LabelMap, ScalarImage
-from medseg.io.png import binarize_mask
+from medseg.io.masks import interpret_mask
 from medseg.io.reader import read_image
 from medseg.io.resample import reorient
 from medseg.io.seg import read_seg
@@ -69,8 +72,11 @@ def load_case_channels(record: dict) -> tuple[list[ScalarImage], LabelMap]:
         label = read_seg(label_path, reference=images[0])
     else:
         label = _read(label_path, LabelMap)
-    if record.get("label_threshold") is not None:
-        label = binarize_mask(label, float(record["label_threshold"]))
+    threshold = record.get("mask_threshold")
+    reading = interpret_mask(label, None if threshold is None else float(threshold))
+    label = reading.labels
+    if reading.kind:  # a picture of a mask: the fingerprint counts these and the plan shows them
+        label.meta["interpretation"] = reading.kind
     if label.orientation != images[0].orientation:
         label = reorient(label, images[0].orientation)
     _check_grid(images[0], paths[0], label, label_path)

@@ -221,8 +221,19 @@ class Planner:
             return [axis for axis in range(self.dim) if axis != self.LEFT_RIGHT_AXIS]
         return list(range(self.dim))
 
+    def class_names(self, declared: dict[str, str]) -> dict[str, str]:
+        """The classes the network outputs: the dataset's names, else every label value the fingerprint
+        found, named ``label_<v>`` (background 0 always). Values found but not declared never reach here:
+        the fingerprint refuses them by file."""
+        if declared:
+            return {"0": "background", **{str(k): str(v) for k, v in declared.items()}}
+        found = sorted(int(value) for value in self.fingerprint.get("classes", {}) if int(value) > 0)
+        return {"0": "background", **{str(value): f"label_{value}" for value in found}}
+
     def plan(self, dataset_info: dict[str, Any]) -> Plan:
-        """The full plan; `dataset_info` (name, source, labels, modalities...) is stored as given."""
+        """The full plan; `dataset_info` (name, source, labels, modalities...) is stored as given, with
+        its labels completed by `class_names`."""
+        dataset_info = {**dataset_info, "labels": self.class_names(dataset_info.get("labels") or {})}
         spacing = self.target_spacing()
         patch = self.patch_size(spacing)
         normalization = [self.normalization(channel) for channel in self.fingerprint["intensity"]]

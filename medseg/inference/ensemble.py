@@ -1,7 +1,8 @@
 """Run trained models on one image: checkpoints -> plan preprocessing -> sliding windows -> source grid.
 
-`load_ensemble(sources)` reads one or several checkpoints (files, or folders holding ``models/*.pt`` or
-``*.pt``, e.g. the folds of a cross-validation) that must share their plan and class names.
+`load_ensemble(sources)` reads one or several checkpoints (files, run folders' ``best.pt``, or folders
+holding ``models/*.pt`` or ``*.pt``, e.g. a bundle's members) that must share their plan and class names;
+`medseg.inference.segmenter.Segmenter` is the front door built on it.
 `Ensemble.predict(image)` preprocesses the image as the plan says (`medseg.data.presets`), segments it
 with `medseg.inference.sliding_window.segment` (the members' scores summed), inverts every spatial step
 and checks that the labels land exactly on the image's grid. Where the plan's grid is not the image's
@@ -95,13 +96,6 @@ class Ensemble:
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return WindowSettings(**values)
-
-    def to(self, device: str) -> Ensemble:
-        """Move the networks to `device` (windows then run there too)."""
-        for network in self.networks:
-            network.to(device)
-        self.device = device
-        return self
 
     def _preprocess(self, pipeline: Compose, image: ScalarImage) -> MetaTensor:
         """Run the plan's preprocessing; voxel-wise intensity schemes run slab by slab, in place.

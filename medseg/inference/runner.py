@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import medseg
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, OutOfDomainError
 from medseg.inference.discovery import Discovery, Job, shard
+from medseg.inference.domain import OK, OUT_OF_DOMAIN, DomainCheck
 from medseg.inference.output_names import (
     MASK_NAME,
     OVERLAYS_DIR,
@@ -77,6 +78,8 @@ class RunOptions:
     rank: int = 0
     world_size: int = 1
     progress: bool = False
+    #: Segment inputs the domain check calls out of domain instead of skipping them.
+    force_domain: bool = False
 
     def outputs(self) -> dict[str, bool]:
         """The options that change what a result folder holds (recorded in result.json)."""
@@ -115,9 +118,15 @@ def _source_uids(job: Job, image: ScalarImage) -> dict[str, Any]:
 
 
 def _write_seg(
-    job: Job, image: ScalarImage, labels: LabelMap, out: Path, segmenter: Segmenter, anonymize: bool
+    job: Job,
+    image: ScalarImage,
+    labels: LabelMap,
+    out: Path,
+    segmenter: Segmenter,
+    anonymize: bool,
+    flag: str,
 ) -> dict[int, int]:
-    from medseg.io.seg_writer import read_source_headers, write_seg  # highdicom: slow import
+    from medseg.io.seg_writer import SERIES_DESCRIPTION, read_source_headers, write_seg  # highdicom: slow
 
     uids = image.meta["sop_instance_uids"] if job.kind == "dicom-series" else None
     headers = read_source_headers(job.files, uids)
@@ -130,6 +139,8 @@ def _write_seg(
         segmenter.name,
         medseg.__version__,
         pseudonym,
+        # the standing warning, and the domain flag where it is not ok
+        series_description=SERIES_DESCRIPTION if flag == OK else f"{SERIES_DESCRIPTION} [{flag}]",
     )
 
 
@@ -143,6 +154,12 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
     if job.problem:
         raise MedsegError(job.problem)
     image = read_job_image(job)
+    domain = segmenter.check_domain(image)
+    if domain.flag == OUT_OF_DOMAIN and not options.force_domain:
+        raise OutOfDomainError(
+            job.label, f"out of domain: {'; '.join(domain.reasons)} (--force-domain runs it)"
+        )
+    notes = [f"Input check: {domain.summary()}."] if domain.reasons else []
     uncertainty = None
     if options.uncertainty:
         labels, uncertainty = segmenter.predict_with_uncertainty(image, options.progress)
@@ -157,7 +174,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         outputs.append(UNCERTAINTY_NAME)
     segments = {}
     if options.write_seg and job.kind.startswith("dicom"):
-        segments = _write_seg(job, image, labels, out, segmenter, options.anonymize)
+        segments = _write_seg(job, image, labels, out, segmenter, options.anonymize, domain.flag)
         outputs.append(SEG_NAME)
     if options.write_overlays:
         overlays = write_overlays(image, labels, out / OVERLAYS_DIR, segmenter.class_names)
@@ -170,6 +187,8 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
             model_name=segmenter.name,
             model_version=medseg.__version__,
             uncertainty=uncertainty,
+            title=f"Second opinion: {job.label}",
+            notes=notes,
         )
         outputs.append(REPORT_NAME)
     result = {
@@ -181,6 +200,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         "structures": structure_stats(labels, segmenter.class_names),
         "seg_segments": {str(number): segmenter.class_names[value] for number, value in segments.items()},
         "uncertainty": None if uncertainty is None else uncertainty_stats(uncertainty, labels, segmenter),
+        "domain": domain.as_dict(),
         "model": {
             "checkpoints": [path.name for path in segmenter.ensemble.sources],
             "digest": segmenter.model_digest,
@@ -228,30 +248,47 @@ def _one_line(error: BaseException) -> str:
 
 
 def redo_reason(result_file: Path, segmenter: Segmenter, options: RunOptions) -> str | None:
-    """Why the result in `result_file` must be made again, or None when it is this run's own."""
+    """Why the result in `result_file` must be made again, or None when this run would make the same."""
     try:
         previous = json.loads(result_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return "its result.json cannot be read"
-    if (
-        previous.get("model", {}).get("digest") == segmenter.model_digest
-        and previous.get("options") == options.outputs()
-    ):
+    model = previous.get("model", {}) if isinstance(previous, dict) else {}
+    if model.get("digest") == segmenter.model_digest and previous.get("options") == options.outputs():
         return None
-    now = segmenter.describe_settings()
-    if previous.get("model", {}).get("checkpoints") != [p.name for p in segmenter.ensemble.sources]:
+    if model.get("checkpoints") != [p.name for p in segmenter.ensemble.sources]:
         return "it was made by another model"
+    now = segmenter.describe_settings()
     changed = [
         f"{group}.{key}"
         for group in ("settings", "postprocessing")
         for key, value in now[group].items()
         if previous.get(group, {}).get(key) != value
     ]
-    if changed:
-        return f"it was made with other settings ({', '.join(changed)})"
     if previous.get("options") != options.outputs():
         return "it was made with other outputs"
+    if changed:
+        return f"it was made with other settings ({', '.join(changed)})"
     return "it was made by another model (same file names, other weights)"
+
+
+def clear_result(out: Path) -> None:
+    """Remove an earlier result before redoing it: result.json first (so that a redo killed half-way is
+    never taken for a finished one), then every file it listed (so none of another run's outputs stays)."""
+    result_file = out / RESULT_NAME
+    listed: list[str] = []
+    if result_file.is_file():
+        try:
+            listed = [
+                str(name) for name in json.loads(result_file.read_text(encoding="utf-8")).get("outputs", [])
+            ]
+        except (OSError, json.JSONDecodeError, AttributeError):
+            listed = []
+        result_file.unlink()
+    for name in listed:
+        path = (out / name).resolve()
+        if path.is_relative_to(out.resolve()) and path.is_file():
+            path.unlink()
 
 
 def run_batch(
@@ -274,8 +311,17 @@ def run_batch(
             logger.info("[%d/%d] %s: redoing: %s", number, len(mine), job.key, reason)
         if out.is_dir():
             remove_temporaries(out)  # left by a process killed while writing this job's files
+            clear_result(out)
         try:
             result = segment_job(job, segmenter, options, out)
+        except OutOfDomainError as error:  # not a failure of the input: the wrong model for it
+            records.append(
+                {**record, "status": "skipped", "reason": _one_line(error), "domain": OUT_OF_DOMAIN}
+            )
+            logger.warning(
+                "[%d/%d] %s (%s): skipped: %s", number, len(mine), job.key, job.kind, _one_line(error)
+            )
+            continue
         except (Exception, MemoryError) as error:  # one bad input must not stop the batch
             logger.debug("job %s failed:\n%s", job.key, traceback.format_exc())
             records.append({**record, "status": "failed", "reason": _one_line(error)})
@@ -283,9 +329,18 @@ def run_batch(
                 "[%d/%d] %s (%s): failed: %s", number, len(mine), job.key, job.kind, _one_line(error)
             )
             continue
-        records.append({**record, "status": "done", "seconds": result["seconds"]})
-        logger.info(
-            "[%d/%d] %s (%s): done in %.1f s", number, len(mine), job.key, job.kind, result["seconds"]
+        flag = result["domain"]["flag"]
+        records.append({**record, "status": "done", "seconds": result["seconds"], "domain": flag})
+        shown = "" if flag == OK else f" [{DomainCheck(**result['domain']).summary()}]"
+        log = logger.warning if flag != OK else logger.info
+        log(
+            "[%d/%d] %s (%s): done in %.1f s%s",
+            number,
+            len(mine),
+            job.key,
+            job.kind,
+            result["seconds"],
+            shown,
         )
     if options.rank == 0:  # files left out are reported once
         records += [

@@ -24,10 +24,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg.bundles import find_bundle, inference_defaults, is_bundle, require_trust, shipped_names
+from medseg.bundles import (
+    bundle_card,
+    find_bundle,
+    inference_defaults,
+    is_bundle,
+    require_trust,
+    shipped_names,
+)
 from medseg.checkpoint import checkpoint_paths
 from medseg.errors import InputError
 from medseg.inference.discovery import discover
+from medseg.inference.domain import CAUTION, DomainCheck, check_domain
 from medseg.inference.ensemble import Ensemble, load_ensemble
 from medseg.inference.postprocess import PostProcessing, class_values, postprocess
 from medseg.inference.runner import RunOptions, run_batch
@@ -38,12 +46,18 @@ from medseg.runtime.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
+#: Window settings that change how fast labels come, not which: left out of `Segmenter.model_digest`.
+SPEED_ONLY_SETTINGS = ("batch_size", "compile", "channels_last")
+
 #: What a model may be given as: a name, a path, or several of them.
 ModelReference = str | os.PathLike | Sequence[str | os.PathLike]
 
 
-def resolve_model(reference: ModelReference, trust_bundle: bool = False) -> tuple[list[Path], dict[str, Any]]:
-    """The checkpoint files of `reference` and the inference defaults of the first bundle among them.
+def resolve_model(
+    reference: ModelReference, trust_bundle: bool = False
+) -> tuple[list[Path], dict[str, Any], list[str]]:
+    """The checkpoint files of `reference`, the inference defaults of the first bundle among them, and
+    the cautions its bundles' cards ask every output to carry.
 
     A bare name that is not a path is looked up among the shipped bundles. Bundle folders that medseg
     did not ship need `trust_bundle` (their configs can run code).
@@ -53,6 +67,7 @@ def resolve_model(reference: ModelReference, trust_bundle: bool = False) -> tupl
         raise InputError(None, "no model given")
     paths: list[Path] = []
     defaults: dict[str, Any] | None = None
+    cautions: list[str] = []
     for item in items:
         path = Path(item)
         if not path.exists() and (shipped := find_bundle(str(item))) is not None:
@@ -66,8 +81,15 @@ def resolve_model(reference: ModelReference, trust_bundle: bool = False) -> tupl
             require_trust(path, trust_bundle)
             if defaults is None:
                 defaults = inference_defaults(path)
+            caution = bundle_card(path)["caution"]
+            cautions += [caution] if caution and caution not in cautions else []
         paths += checkpoint_paths([path])
-    return paths, defaults or {}
+    return paths, defaults or {}, cautions
+
+
+def torch_device_type(device: str) -> str:
+    """``cuda`` for ``cuda:1``, ``cpu`` for ``cpu``."""
+    return device.split(":", 1)[0]
 
 
 def file_digest(path: Path) -> str:
@@ -82,10 +104,18 @@ def file_digest(path: Path) -> str:
 class Segmenter:
     """A loaded model with its device, window settings and post-processing."""
 
-    def __init__(self, ensemble: Ensemble, settings: WindowSettings, postprocessing: PostProcessing):
+    def __init__(
+        self,
+        ensemble: Ensemble,
+        settings: WindowSettings,
+        postprocessing: PostProcessing,
+        cautions: Sequence[str] = (),
+    ):
         self.ensemble = ensemble
         self.settings = settings
         self.postprocessing = postprocessing
+        #: Sentences every output of this model carries (from its bundle's card).
+        self.cautions = list(cautions)
         self._digests = [file_digest(path) for path in ensemble.sources]
 
     @classmethod
@@ -114,7 +144,7 @@ class Segmenter:
         mirroring, no zooms, overlap 0.5, the plan's patch as the window. ``tta_zooms=[1]`` turns a
         bundle's zooms off. Class lists name classes by name or value; an empty list means every class.
         """
-        paths, defaults = resolve_model(model, trust_bundle)
+        paths, defaults, cautions = resolve_model(model, trust_bundle)
         if defaults:
             logger.info("bundle inference.json defaults: %s", json.dumps(defaults))
         device = resolve_device(device)
@@ -144,7 +174,7 @@ class Segmenter:
             min_volume_ml=min_lesion_ml,
             fill_holes=class_values(fill_holes, ensemble.class_names),
         )
-        return cls(ensemble, settings, postprocessing)
+        return cls(ensemble, settings, postprocessing, cautions)
 
     @property
     def device(self) -> str:
@@ -161,8 +191,17 @@ class Segmenter:
 
     @property
     def model_digest(self) -> str:
-        """SHA-256 over the checkpoints' bytes, the window settings and the post-processing."""
-        record = {"checkpoints": self._digests, **self.describe_settings()}
+        """SHA-256 over the checkpoints' bytes and the settings that shape the labels: the window settings
+        and post-processing, with the device by its type only (``cuda:1`` gives ``cuda:0``'s labels) and
+        without the settings that only change speed (`SPEED_ONLY_SETTINGS`)."""
+        described = self.describe_settings()
+        settings = {k: v for k, v in described["settings"].items() if k not in SPEED_ONLY_SETTINGS}
+        settings["device"] = torch_device_type(self.settings.device)
+        record = {
+            "checkpoints": self._digests,
+            "settings": settings,
+            "postprocessing": described["postprocessing"],
+        }
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
     def describe_settings(self) -> dict[str, Any]:
@@ -173,6 +212,14 @@ class Segmenter:
             for key, value in dataclasses.asdict(self.postprocessing).items()
         }
         return json.loads(json.dumps({"settings": settings, "postprocessing": post}))
+
+    def check_domain(self, image: ScalarImage) -> DomainCheck:
+        """How far `image` is from the model's training data (`medseg.inference.domain`), with the
+        model's own cautions."""
+        check = check_domain(image, self.ensemble.plan)
+        for caution in self.cautions:
+            check.add(CAUTION, caution)
+        return check
 
     def predict(self, image: ScalarImage | str | os.PathLike, progress: bool = False) -> LabelMap:
         """Labels for `image` (an image, or a file or DICOM series folder to read) on its own grid."""
@@ -197,13 +244,19 @@ class Segmenter:
         anonymize: bool = False,
         uncertainty: bool | None = None,
         force: bool = False,
+        force_domain: bool = False,
         progress: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> dict[str, Any]:
         """Segment every series and image under `input` into `out` (`medseg.inference.runner`): what
         ``medseg infer`` does. Returns the run summary, also written to ``out/summary.json``.
 
         `uncertainty` None writes the uncertainty map when there is disagreement to show (mirroring,
-        zooms or several networks). Under torchrun (RANK/WORLD_SIZE) each process takes its share.
+        zooms or several networks). Inputs the domain check calls out of domain are skipped with the
+        reason unless `force_domain`. With several processes, process `rank` of `world_size` takes every
+        world_size-th input and the last to finish merges the summaries (``medseg infer`` passes torchrun's
+        RANK and WORLD_SIZE).
         """
         discovery = discover(input, SeriesRules(modalities=tuple(m.upper() for m in modalities)))
         if not discovery.jobs:
@@ -219,8 +272,9 @@ class Segmenter:
             anonymize=anonymize,
             uncertainty=uncertainty,
             force=force,
-            rank=int(os.environ.get("RANK", 0)),
-            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            force_domain=force_domain,
+            rank=rank,
+            world_size=world_size,
             progress=progress,
         )
         return run_batch(discovery, self, out, options)
@@ -229,11 +283,9 @@ class Segmenter:
 def _as_image(image: ScalarImage | str | os.PathLike) -> ScalarImage:
     if isinstance(image, ScalarImage):
         return image
-    from medseg.io.dicom import read_series
     from medseg.io.reader import read_image
 
-    path = Path(image)
-    read = read_series(path) if path.is_dir() else read_image(path)
+    read = read_image(image)
     if not isinstance(read, ScalarImage):
-        raise InputError(path, "is a label map, not an image to segment")
+        raise InputError(image, "is a label map, not an image to segment")
     return read

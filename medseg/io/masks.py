@@ -33,6 +33,9 @@ class MaskReading:
 
     labels: LabelMap
     note: str | None = None
+    #: What was done, for counting: None (values as they are), "thresholded", "threshold_not_applied",
+    #: "0/255" or "anti-aliased".
+    kind: str | None = None
 
 
 def interpret_mask(mask: LabelMap, threshold: float | None = None) -> MaskReading:
@@ -41,12 +44,13 @@ def interpret_mask(mask: LabelMap, threshold: float | None = None) -> MaskReadin
     values = mask.array
     present = np.unique(values)
     if threshold is not None and present.max(initial=0) > threshold:
-        return MaskReading(_binary(mask, values > threshold), f"binarised at value > {threshold:g}, as asked")
+        note = f"binarised at value > {threshold:g}, as asked"
+        return MaskReading(_binary(mask, values > threshold), note, "thresholded")
     if threshold is not None and present.max(initial=0) > 0:  # the threshold would empty a labelled mask
         note = f"values {present.min()}..{present.max()} are labels: threshold {threshold:g} not applied"
-        return MaskReading(mask, note)
+        return MaskReading(mask, note, "threshold_not_applied")
     if present.size and present.max() == PICTURE_FOREGROUND and np.all(np.isin(present, (0, 255))):
-        return MaskReading(_binary(mask, values == PICTURE_FOREGROUND), "0/255 mask read as 0/1")
+        return MaskReading(_binary(mask, values == PICTURE_FOREGROUND), "0/255 mask read as 0/1", "0/255")
     if present.size > 2 and present.max() == PICTURE_FOREGROUND:
         extreme = np.isin(values, (0, PICTURE_FOREGROUND)).mean()
         if extreme >= PICTURE_EXTREME_SHARE:
@@ -54,7 +58,7 @@ def interpret_mask(mask: LabelMap, threshold: float | None = None) -> MaskReadin
             note = (
                 f"anti-aliased 8-bit mask ({grey} grey edge values) binarised at value > {PICTURE_THRESHOLD}"
             )
-            return MaskReading(_binary(mask, values > PICTURE_THRESHOLD), note)
+            return MaskReading(_binary(mask, values > PICTURE_THRESHOLD), note, "anti-aliased")
     return MaskReading(mask)
 
 

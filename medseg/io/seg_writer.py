@@ -137,8 +137,11 @@ def write_seg(
     algorithm_name: str,
     algorithm_version: str,
     pseudonym: str | None = None,
+    series_description: str = SERIES_DESCRIPTION,
 ) -> dict[int, int]:
     """Write `labels` (on the source grid, slice k = ``sources[k]``) as a DICOM SEG at `path`.
+
+    `series_description` starts with `SERIES_DESCRIPTION` (results are recognised by it).
 
     The SEG copies the source's patient and study modules, as the standard requires; with `pseudonym`
     the patient is replaced by it (`medseg.io.dicom.anonymize.anonymize`). Returns
@@ -177,7 +180,7 @@ def write_seg(
         manufacturer_model_name=algorithm_name,
         software_versions=f"medseg {medseg.__version__}",
         device_serial_number="0",
-        series_description=SERIES_DESCRIPTION,
+        series_description=series_description,
         omit_empty_frames=False,
     )
     if pseudonym is not None:

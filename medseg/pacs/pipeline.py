@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 #: Series modalities that hold no image to segment (results, reports, presentation states).
 NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "PR", "KO", "RTSTRUCT", "RTPLAN", "RTDOSE", "REG", "DOC"})
 #: Series descriptions of the results medseg stores back (SEG, overlay Secondary Captures): never inputs.
-RESULT_DESCRIPTIONS = frozenset({seg_writer.SERIES_DESCRIPTION, capture.SERIES_DESCRIPTION})
+#: A SEG's may go on with its input check's flag ("... [caution]"), so descriptions are matched by start.
+RESULT_DESCRIPTIONS = (seg_writer.SERIES_DESCRIPTION, capture.SERIES_DESCRIPTION)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def _seg_identity(path: Path) -> set[tuple[str, str]]:
 
 def is_input_series(series: Series, modalities: tuple[str, ...] = ()) -> bool:
     """True for an image series to segment: not a non-image object, not a result medseg stored back."""
-    if series.modality in NON_IMAGE_MODALITIES or series.description in RESULT_DESCRIPTIONS:
+    if series.modality in NON_IMAGE_MODALITIES or series.description.startswith(RESULT_DESCRIPTIONS):
         return False
     return not modalities or series.modality in modalities
 

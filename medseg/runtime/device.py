@@ -1,6 +1,7 @@
 """Which device a run uses: ``auto`` is this process's GPU when there is one, else the CPU.
 
-Under ``torchrun`` (LOCAL_RANK set) ``auto`` and ``cuda`` mean the process's own GPU, ``cuda:LOCAL_RANK``.
+Under ``torchrun`` (LOCAL_RANK set) ``auto`` and ``cuda`` mean the process's own GPU, ``cuda:LOCAL_RANK``,
+which also becomes the process's current CUDA device (so nothing opens a context on GPU 0).
 Asking for CUDA on a machine without it is a `ConfigError`, not a crash on the first tensor.
 """
 
@@ -25,9 +26,9 @@ def resolve_device(requested: str = "auto") -> str:
         return "cpu"
     if not torch.cuda.is_available():
         raise ConfigError(f"device {requested!r} asked for, but this machine has no CUDA GPU")
-    if requested in ("auto", "cuda"):
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    index = requested.split(":", 1)[1]
-    if not index.isdigit() or int(index) >= torch.cuda.device_count():
-        raise ConfigError(f"device {requested!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return requested
+    text = os.environ.get("LOCAL_RANK", "0") if requested in ("auto", "cuda") else requested.split(":", 1)[1]
+    if not text.isdigit() or int(text) >= torch.cuda.device_count():
+        raise ConfigError(f"GPU {text!r} asked for: this machine has {torch.cuda.device_count()} GPU(s)")
+    if "LOCAL_RANK" in os.environ:  # one process per GPU: make it this process's current device too
+        torch.cuda.set_device(int(text))
+    return f"cuda:{int(text)}"

@@ -35,12 +35,3 @@ def channels_last_format(spatial_dims: int) -> torch.memory_format:
     if spatial_dims not in (2, 3):
         raise ConfigError(f"channels-last needs 2 or 3 spatial dimensions, got {spatial_dims}")
     return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
-
-
-def is_channels_last(network: torch.nn.Module) -> bool:
-    """Whether the first convolution weight of `network` is stored channels-last (False without one)."""
-    for weight in (p for p in network.parameters() if p.ndim in (4, 5)):
-        return weight.is_contiguous(memory_format=channels_last_format(weight.ndim - 2)) and not (
-            weight.is_contiguous()
-        )
-    return False

@@ -64,6 +64,14 @@ class RunConfig:
     output: str
     #: Modality of every channel (CT, MR, XRAY...) when the dataset does not record it.
     modality: str | None = None
+    #: Class names where the dataset's layout has none, e.g. ``{"1": "lung"}`` (default: ``label_<v>`` for
+    #: every value found in the labels).
+    labels: dict[str, str] | None = None
+    #: Image/mask folders: masks named ``<image><mask_suffix>`` (e.g. ``_mask``); None finds the suffix.
+    mask_suffix: str | None = None
+    #: Binarise every mask at ``value > mask_threshold``; None reads label values as they are (8-bit
+    #: pictures of masks, 0/255 or anti-aliased, are still recognised and binarised).
+    mask_threshold: float | None = None
     #: plans.json from ``medseg plan``; None computes the plan from the dataset before training.
     plan: str | None = None
     #: Override the plan's target spacing (mm per axis), e.g. to train 2D X-rays at half resolution.

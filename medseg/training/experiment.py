@@ -12,11 +12,10 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from medseg.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
+from medseg.checkpoint import ModelConfig, checkpoint_paths, load_checkpoint
 from medseg.data.datasets import Dataset, open_dataset
 from medseg.data.fingerprint import compute_fingerprint
 from medseg.data.loading import channel_paths
@@ -58,15 +57,12 @@ def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
         plan = load_plan(config.plan)
     else:
         log.info("no plan given: fingerprinting %d cases", len(dataset.cases))
-        info = {
-            "name": dataset.name,
-            "source": str(Path(config.dataset).resolve()),
-            "layout": dataset.layout,
-            "num_cases": len(dataset.cases),
-            "labels": {str(value): name for value, name in dataset.label_names.items()},
-            "modalities": dataset.modalities,
-        }
-        plan = Planner(compute_fingerprint(dataset, progress=False)).plan(info)
+        fingerprint = compute_fingerprint(dataset, progress=False)
+        for kind, count in fingerprint["label_interpretation"].items():
+            log.info("%d label file(s) read as %s masks and binarised", count, kind)
+        for warning in fingerprint["warnings"]:
+            log.warning("dataset: %s", warning)
+        plan = Planner(fingerprint).plan(dataset.describe(config.dataset))
     if config.target_spacing is not None:
         if len(config.target_spacing) != plan.dim:
             raise ConfigError(f"target_spacing needs {plan.dim} values for this {plan.dim}D plan")
@@ -119,7 +115,9 @@ def fold_of(config: RunConfig, dataset: Dataset) -> Fold:
 
 def prepare(config: RunConfig) -> Experiment:
     """Check `config` against the data and resolve every size (see the module docstring)."""
-    dataset = open_dataset(config.dataset, modality=config.modality)
+    dataset = open_dataset(
+        config.dataset, config.modality, config.labels, config.mask_suffix, config.mask_threshold
+    )
     plan = plan_for(config, dataset)
     channels = {len(channel_paths(record)) for record in dataset.cases}
     if channels != {len(plan.normalization)}:
@@ -170,10 +168,8 @@ def weights_to_fine_tune(
     """The network weights of the checkpoint named by `source` (a file or a model folder), refused
     unless its network is `model_config`; a warning where its plan or class names differ from the run's
     (the weights then start from images prepared differently, which fine-tuning may be meant to do).
-    A run folder gives its ``best.pt``."""
+    A run folder gives its ``best.pt`` (`checkpoint_paths`)."""
     paths = checkpoint_paths([source])
-    if len(paths) > 1:  # a run folder: its best checkpoint
-        paths = [path for path in paths if path.name == BEST]
     if len(paths) != 1:
         raise ConfigError(f"init_weights: {source} holds several checkpoints; name one of them")
     state = load_checkpoint(paths[0])

@@ -174,6 +174,7 @@ class Trainer:
             self.experiment.patch_size,
             self.config.val_overlap,
             self.precision,
+            channels_last=self.memory_format is not None,
         )
         row = {
             "val_mean_dice": result["mean_dice"],

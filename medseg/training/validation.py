@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 
 from medseg.inference.sliding_window import WindowSettings, segment
 from medseg.metrics.overlap import overlap_per_class
-from medseg.runtime.memory_format import is_channels_last
+from medseg.runtime.distributed import unwrap
 from medseg.runtime.precision import Precision
 
 #: Windows evaluated together during validation.
@@ -32,18 +32,23 @@ def predict_volume(
     roi_size: Sequence[int],
     overlap: float,
     precision: Precision,
+    channels_last: bool = False,
 ) -> np.ndarray:
-    """Label map (argmax) of one channel-first image ``(C, *spatial)`` with gaussian-blended windows."""
+    """Label map (argmax) of one channel-first image ``(C, *spatial)`` with gaussian-blended windows.
+
+    `channels_last` says in which memory format the network is (inputs follow it). A DDP or compiled
+    wrapper is looked through: only rank 0 validates, so a DDP forward would wait for the others."""
+    network = unwrap(model)
     settings = WindowSettings(
         roi_size=tuple(roi_size),
         overlap=overlap,
         batch_size=VALIDATION_SW_BATCH,
         precision=precision.name,
-        channels_last=is_channels_last(model),
-        device=str(next(model.parameters()).device),
+        channels_last=channels_last,
+        device=str(next(network.parameters()).device),
     )
     voxels = image.as_tensor() if isinstance(image, MetaTensor) else image
-    return segment([model], voxels, settings).numpy()
+    return segment([network], voxels, settings).numpy()
 
 
 def validate(
@@ -53,6 +58,7 @@ def validate(
     roi_size: Sequence[int],
     overlap: float,
     precision: Precision,
+    channels_last: bool = False,
 ) -> dict:
     """Case-averaged Dice per class and their mean over `cases` (dicts with ``image`` and ``label``).
 
@@ -63,7 +69,7 @@ def validate(
     per_case = []
     try:
         for case in cases:
-            prediction = predict_volume(model, case["image"], roi_size, overlap, precision)
+            prediction = predict_volume(model, case["image"], roi_size, overlap, precision, channels_last)
             reference = np.asarray(case["label"][0]).astype(np.int64)
             scores = overlap_per_class(prediction, reference, class_names)
             per_case.append({name: float(score["dice"]) for name, score in scores.items()})

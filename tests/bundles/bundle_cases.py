@@ -26,7 +26,7 @@ SHORT_RUN = {
     "max_val_cases": 1,
     "deterministic": True,
     "threads": 1,
-    "compile": False,  # tested in tests/engine/test_train_run.py; compiling would dominate these runs
+    "compile": False,  # tested in tests/training/test_train_run.py; compiling would dominate these runs
     "progress": False,
 }
 TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}

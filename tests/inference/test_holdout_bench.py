@@ -77,5 +77,5 @@ def test_holdout_dice_equals_a_direct_computation(datasets_dir, tmp_path):
     ]
     assert len(direct) == len(val) >= 2
     assert np.mean(direct) > 0.3, "the tiny model must find the lungs, or the comparison proves nothing"
-    assert rows[False]["foreground"] == pytest.approx(np.mean(direct), abs=1e-6)
-    assert 0.0 <= rows[True]["foreground"] <= 1.0
+    assert rows[False]["label_1"] == pytest.approx(np.mean(direct), abs=1e-6)
+    assert 0.0 <= rows[True]["label_1"] <= 1.0

@@ -120,6 +120,8 @@ def test_a_rerun_redoes_what_another_model_or_other_settings_made(tmp_path, chec
     assert json.loads(result.read_text())["model"]["digest"] == Segmenter.load(other).model_digest
     assert infer(other, "--overlap", "0.25")["status"] == "done"
     assert "redoing: it was made with other settings (settings.overlap)" in caplog.text
+    assert (result.parent / "seg.dcm").is_file()
     assert infer(other, "--overlap", "0.25", "--no-seg")["status"] == "done"
     assert "redoing: it was made with other outputs" in caplog.text
+    assert not (result.parent / "seg.dcm").exists()  # the earlier run's outputs do not stay behind
     assert infer(other, "--overlap", "0.25", "--no-seg")["status"] == "skipped"
