@@ -141,6 +141,16 @@ def bundle_card(folder: str | os.PathLike) -> dict[str, Any]:
         "intended_use": meta.get("intended_use", ""),
         # what every output of the bundle must say (e.g. trained on synthetic data only), if anything
         "caution": meta.get(CAUTION_KEY, ""),
+        # the output channels by name, as the card's network_data_format gives them
+        "output_names": {
+            int(value): str(name)
+            for value, name in meta.get("network_data_format", {})
+            .get("outputs", {})
+            .get("pred", {})
+            .get("channel_def", {})
+            .items()
+            if str(value).isdigit()
+        },
         "folder": str(folder),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from medseg.errors import InputError
@@ -30,9 +31,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="put predictions on the reference grid (nearest) if they differ",
     )
-    parser.add_argument("--threshold", type=float, help="binarise masks: label 1 where value > THRESHOLD")
+    reference_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_SAMPLES, help="bootstrap resamples")
+
+
+def reference_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to read the clinician's masks (shared with ``medseg report``)."""
+    parser.add_argument(
+        "--threshold",
+        "--reference-threshold",
+        type=float,
+        help="binarise the reference (never the AI mask): label 1 where value > THRESHOLD (default: 0/255 "
+        "and anti-aliased 8-bit masks are recognised and binarised, with a note)",
+    )
+    parser.add_argument(
+        "--map",
+        type=reference_map,
+        metavar="JSON",
+        help="translate reference values or SEG segment labels onto the model's classes, e.g. "
+        '\'{"Lung-Left": 1, "Lung-Right": 1, "4": 2}\'; values not named become background',
+    )
+
+
+def reference_map(text: str) -> dict[str, int]:
+    """``--map`` JSON: reference value or segment label -> model class value."""
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
+    if not isinstance(mapping, dict) or not all(type(v) is int and v >= 0 for v in mapping.values()):
+        raise argparse.ArgumentTypeError('expected an object of class values, e.g. {"Liver": 1}')
+    return {str(key): value for key, value in mapping.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, "give PRED and REF (files or folders) or --manifest")
     names = read_class_names(args.labels) if args.labels else None
     result = evaluate_cohort(
-        pairs, names, args.tolerance_mm, args.resample, args.threshold, args.seed, args.bootstrap
+        pairs, names, args.tolerance_mm, args.resample, args.threshold, args.seed, args.bootstrap, args.map
     )
     paths = write_outputs(result, Path(args.out))
     print(format_table(result))

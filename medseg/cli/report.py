@@ -17,6 +17,7 @@ import re
 from html import escape
 from pathlib import Path
 
+from medseg.cli.evaluate import reference_arguments
 from medseg.errors import InputError
 from medseg.inference.output_names import UNCERTAINTY_NAME
 from medseg.io.image import Image, ScalarImage
@@ -46,13 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-version", help="model version shown on the pages")
     parser.add_argument("--modality", help="CT, MR, CR/DX... (chooses the display window)")
     parser.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="display window")
-    parser.add_argument(
-        "--threshold",
-        "--reference-threshold",
-        type=float,
-        help="binarise the reference (never the AI mask): label 1 where value > THRESHOLD (default: 0/255 "
-        "and anti-aliased 8-bit masks are recognised and binarised, with a note)",
-    )
+    reference_arguments(parser)
     parser.add_argument("--resample", action="store_true", help="put masks on the image grid (nearest)")
     parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_NSD_TOLERANCE_MM, help="NSD tolerance")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
@@ -125,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         mask = _on_grid(predicted.labels, image, args.resample)
         reference, notes = None, [f"AI mask: {predicted.note}."] if predicted.note else []
         if "reference" in study:
-            reading = read_reference(Path(study["reference"]), args.threshold)
+            reading = read_reference(Path(study["reference"]), args.threshold, args.map)
             reference = _on_grid(reading.labels, image, args.resample)
             notes += [f"Reference: {reading.note}."] if reading.note else []
             pairs.append(CasePair(study["name"], study["mask"], study["reference"]))
@@ -153,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             args.threshold,
             args.seed,
             args.bootstrap,
+            args.map,
         )
         write_cohort_report(out / "index.html", result, links)
     else:

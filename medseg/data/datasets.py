@@ -17,6 +17,7 @@ Supported layouts (see docs/datasets.md):
   masks may carry a suffix (``X_mask.png``, ``X_seg.nii.gz``: `MASK_SUFFIXES`, found by themselves).
 * A manifest, CSV or JSON, listing image, label and optional id and split.
 * DICOM: ``images/<case>/`` series folders with ``labels/<case>.dcm`` (DICOM SEG) or a volume file.
+* A PACS export: one folder per patient or study holding image series and the SEGs drawn on them.
 
 `open_dataset` picks the layout; `medseg.data.loading.load_case` reads one record.
 """
@@ -33,6 +34,7 @@ from typing import Any
 
 from medseg.errors import InputError
 from medseg.io.png import is_png_file
+from medseg.io.reader import SEG_SOP_CLASS
 from medseg.io.volume import VOLUME_SUFFIXES, is_volume_file
 
 log = logging.getLogger(__name__)
@@ -290,7 +292,102 @@ def read_dicom_cases(root: str | os.PathLike, modality: str = "unknown") -> Data
         cases.append({"id": series.name, "image": str(series), "label": str(labels[series.name])})
     if not cases:
         raise InputError(images_dir, "no DICOM series folders")
-    return Dataset(root.name, root, cases, {}, [modality], "dicom")
+    return Dataset(root.name, root, cases, seg_class_names(cases), [dicom_modality(cases, modality)], "dicom")
+
+
+def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Dataset:
+    """A PACS export: one folder per patient or study (``root/<case>/``, any depth below) holding DICOM image
+    series and the DICOM SEG(s) drawn on them (``patient/CT/*.dcm``, ``patient/SEG/liver.dcm``). Each SEG
+    is paired with the series it references (by SeriesInstanceUID); that series' folder is the image. A
+    folder without a SEG is listed in a warning and left out: unlabelled, never labelled background."""
+    import pydicom
+
+    root = Path(root)
+    cases, unlabelled = [], []
+    for case_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        folders: dict[str, set[Path]] = {}
+        segs: list[tuple[Path, list[str]]] = []
+        for path in sorted(p for p in case_dir.rglob("*") if p.is_file()):
+            try:
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:  # not DICOM: not part of a study
+                continue
+            if str(header.get("SOPClassUID", "")) == SEG_SOP_CLASS:
+                referenced = [
+                    str(item.SeriesInstanceUID) for item in header.get("ReferencedSeriesSequence", [])
+                ]
+                segs.append((path, referenced))
+            elif "SeriesInstanceUID" in header:
+                folders.setdefault(str(header.SeriesInstanceUID), set()).add(path.parent)
+        if not segs:
+            unlabelled.append(case_dir.name)
+        for number, (seg, referenced) in enumerate(segs):
+            places = [folders[uid] for uid in referenced if uid in folders]
+            if not places:
+                raise InputError(seg, f"the series this SEG references is not in {case_dir.name}/")
+            if len(places[0]) != 1:
+                raise InputError(seg, "its series is spread over several folders; put it in one folder")
+            case_id = case_dir.name if len(segs) == 1 else f"{case_dir.name}_{number}"
+            cases.append({"id": case_id, "image": str(next(iter(places[0]))), "label": str(seg)})
+    if unlabelled:
+        log.warning(
+            "%s: %d folder(s) hold no DICOM SEG and are left out: %s",
+            root,
+            len(unlabelled),
+            ", ".join(unlabelled[:5]),
+        )
+    if not cases:
+        raise InputError(
+            root,
+            "not a dataset layout medseg reads: no dataset.json, no images/ + masks/ (or labels/) folders, "
+            "and no case folder holding a DICOM SEG with the image series it references (docs/datasets.md)",
+        )
+    names = seg_class_names(cases)
+    return Dataset(root.name, root, cases, names, [dicom_modality(cases, modality)], "dicom_studies")
+
+
+def dicom_modality(cases: list[Record], default: str = "unknown") -> str:
+    """The Modality the cases' DICOM series record (their first files' headers), if they agree."""
+    import pydicom
+
+    found = set()
+    for case in cases:
+        first = next((p for p in sorted(Path(case["image"]).rglob("*")) if p.is_file()), None)
+        if first is None:
+            continue
+        try:
+            found.add(
+                str(pydicom.dcmread(first, stop_before_pixels=True, specific_tags=["Modality"]).Modality)
+            )
+        except Exception:  # an unreadable file is reported when the case is loaded
+            continue
+    return found.pop() if len(found) == 1 else default
+
+
+def seg_class_names(cases: list[Record]) -> dict[int, str]:
+    """Class names from the cases' DICOM SEG labels (segment number -> SegmentLabel), which must number
+    their segments alike; {} when the labels are not SEGs (the planner then names the values found)."""
+    import pydicom
+
+    names: dict[int, str] = {}
+    first: dict[int, str] = {}
+    for case in cases:
+        if not case["label"].lower().endswith(".dcm"):
+            continue
+        try:
+            header = pydicom.dcmread(case["label"], stop_before_pixels=True)
+            segments = {int(item.SegmentNumber): str(item.SegmentLabel) for item in header.SegmentSequence}
+        except Exception:  # not a SEG or unreadable: loading the case says which
+            continue
+        for number, label in segments.items():
+            if names.setdefault(number, label).lower() != label.lower():
+                raise InputError(
+                    case["label"],
+                    f"segment {number} is {label!r} here but {names[number]!r} in {first[number]}; the SEGs "
+                    "must number their segments alike (or give --labels)",
+                )
+            first.setdefault(number, Path(case["label"]).name)
+    return {0: "background", **dict(sorted(names.items()))} if names else {}
 
 
 def open_dataset(
@@ -317,6 +414,8 @@ def open_dataset(
         and any(p.is_dir() for p in (path / "images").iterdir())
     ):
         dataset = read_dicom_cases(path)
+    elif path.is_dir() and _first_folder(path, IMAGE_FOLDER_NAMES) is None:
+        dataset = read_dicom_studies(path)
     elif path.is_dir():
         dataset = read_image_folders(path, mask_suffix=mask_suffix)
     else:

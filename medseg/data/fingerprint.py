@@ -167,6 +167,18 @@ def integrity_warnings(fingerprint: dict, declared: dict[int, str]) -> list[str]
     if fingerprint["empty_cases"]:
         shown = ", ".join(fingerprint["empty_cases"][:LISTED_CASES])
         warnings.append(f"{len(fingerprint['empty_cases'])} case(s) have no foreground at all: {shown}")
+    unknown = [
+        entry["channel"] for entry in fingerprint["intensity"] if entry["modality"].lower() == "unknown"
+    ]
+    if unknown:
+        consequence = (
+            "images are mirrored left-right; for radiographs give --modality XRAY"
+            if fingerprint["dim"] == 2
+            else "inference cannot check the modality; give --modality (CT, MR...)"
+        )
+        warnings.append(
+            f"the modality of channel(s) {unknown} is unknown: z-score normalisation, and {consequence}"
+        )
     if not declared and len(classes) > MANY_VALUES:
         warnings.append(
             f"the labels hold {len(classes)} different values: are they pictures rather than label maps? "

@@ -7,6 +7,8 @@ named in one place that imports nothing.
 #: Per input: the labels on the source grid, the DICOM SEG, the uncertainty map, the overlays, the page,
 #: and the record of what made them (written last).
 MASK_NAME = "mask.nii.gz"
+#: For a PNG/JPEG input, also the labels as a PNG in the picture's own orientation (rows, columns).
+MASK_PNG_NAME = "mask.png"
 SEG_NAME = "seg.dcm"
 UNCERTAINTY_NAME = "uncertainty.nii.gz"
 OVERLAYS_DIR = "overlays"

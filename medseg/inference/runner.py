@@ -3,7 +3,8 @@
 For each `medseg.inference.discovery.Job` the runner (behind `Segmenter.run_folder`) writes, into
 ``OUT/<job key>/``:
 
-* ``mask.nii.gz``: the labels on the exact source grid;
+* ``mask.nii.gz``: the labels on the exact source grid (and ``mask.png`` for a PNG/JPEG input, in the
+  picture's own orientation, so that its pixels line up with the input's);
 * ``seg.dcm``: a DICOM SEG referencing the source instances (DICOM inputs only), with the source's
   patient module, or with ``anonymize`` a pseudonym (``ANON-<job key>``) instead;
 * ``overlays/*.png``: pictures for a reader (`medseg.report.overlay.write_overlays`) and
@@ -42,6 +43,7 @@ from medseg.inference.discovery import Discovery, Job, shard
 from medseg.inference.domain import OK, OUT_OF_DOMAIN, DomainCheck
 from medseg.inference.output_names import (
     MASK_NAME,
+    MASK_PNG_NAME,
     OVERLAYS_DIR,
     REPORT_NAME,
     RESULT_NAME,
@@ -51,6 +53,7 @@ from medseg.inference.output_names import (
 )
 from medseg.io.dicom import read_series
 from medseg.io.image import Image, LabelMap, ScalarImage
+from medseg.io.png import is_png_file, write_png
 from medseg.io.reader import read_image
 from medseg.io.volume import write_volume
 from medseg.utils.atomic import atomic_path, remove_temporaries, write_text_atomic
@@ -168,6 +171,9 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
     with atomic_path(out / MASK_NAME) as temporary:
         write_volume(labels, temporary)
     outputs = [MASK_NAME]
+    if job.kind == "file" and is_png_file(job.files[0]):  # beside the NIfTI, as the picture's pixels lie
+        write_png(labels, out / MASK_PNG_NAME)
+        outputs.append(MASK_PNG_NAME)
     if uncertainty is not None:
         with atomic_path(out / UNCERTAINTY_NAME) as temporary:
             write_volume(uncertainty, temporary)
@@ -187,7 +193,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
             model_name=segmenter.name,
             model_version=medseg.__version__,
             uncertainty=uncertainty,
-            title=f"Second opinion: {job.label}",
+            title=f"Second opinion: {image.meta.get('series_description') or job.label}",
             notes=notes,
         )
         outputs.append(REPORT_NAME)

@@ -68,6 +68,7 @@ def resolve_model(
     paths: list[Path] = []
     defaults: dict[str, Any] | None = None
     cautions: list[str] = []
+    names: dict[int, str] = {}
     for item in items:
         path = Path(item)
         if not path.exists() and (shipped := find_bundle(str(item))) is not None:
@@ -81,10 +82,28 @@ def resolve_model(
             require_trust(path, trust_bundle)
             if defaults is None:
                 defaults = inference_defaults(path)
-            caution = bundle_card(path)["caution"]
-            cautions += [caution] if caution and caution not in cautions else []
+            card = bundle_card(path)
+            cautions += [card["caution"]] if card["caution"] and card["caution"] not in cautions else []
+            names = names or card["output_names"]
         paths += checkpoint_paths([path])
+    if names:
+        defaults = {**(defaults or {}), "class_names": names}
     return paths, defaults or {}, cautions
+
+
+#: Class names that say nothing of the task: a binary model trained on unnamed masks.
+GENERIC_NAMES = ("foreground",)
+
+
+def task_names(names: dict[int, str], card: dict[int, str]) -> dict[int, str]:
+    """The checkpoint's class names, with generic ones ("foreground", ``label_1``) replaced by the bundle
+    card's names for the same outputs ("lung"): reports and SEGs name what the model finds."""
+    return {
+        value: card[value]
+        if value in card and (name.lower() in GENERIC_NAMES or name.startswith("label_"))
+        else name
+        for value, name in names.items()
+    }
 
 
 def torch_device_type(device: str) -> str:
@@ -145,10 +164,12 @@ class Segmenter:
         bundle's zooms off. Class lists name classes by name or value; an empty list means every class.
         """
         paths, defaults, cautions = resolve_model(model, trust_bundle)
-        if defaults:
-            logger.info("bundle inference.json defaults: %s", json.dumps(defaults))
+        settings_given = {key: value for key, value in defaults.items() if key != "class_names"}
+        if settings_given:
+            logger.info("bundle inference.json defaults: %s", json.dumps(settings_given))
         device = resolve_device(device)
         ensemble = load_ensemble(paths, device)
+        ensemble.class_names = task_names(ensemble.class_names, defaults.get("class_names", {}))
         tta = defaults.get("tta", False) if tta is None else tta
         if tta and not ensemble.plan.mirroring:
             logger.warning(

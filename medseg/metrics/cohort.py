@@ -65,10 +65,45 @@ def read_prediction(path: Path) -> MaskReading:
     return _noted(path, interpret_mask(read_labels(path)))
 
 
-def read_reference(path: Path, threshold: float | None = None) -> MaskReading:
+def read_reference(
+    path: Path, threshold: float | None = None, mapping: Mapping[str, int] | None = None
+) -> MaskReading:
     """The clinician's mask as labels: binarised at `threshold` if given; a 0/255 or anti-aliased 8-bit
-    picture of a mask is recognised and binarised (`medseg.io.masks`), with a note saying so."""
-    return _noted(path, interpret_mask(read_labels(path), threshold))
+    picture of a mask is recognised and binarised (`medseg.io.masks`), with a note saying so. `mapping`
+    then translates its values, or a SEG's segment labels, onto the model's classes (`map_labels`)."""
+    reading = interpret_mask(read_labels(path), threshold)
+    if mapping:
+        reading = map_labels(reading, mapping, path)
+    return _noted(path, reading)
+
+
+def map_labels(reading: MaskReading, mapping: Mapping[str, int], path: Path) -> MaskReading:
+    """The reference's labels translated by `mapping` (``{"3": 1, "Lung-Left": 2}``: a value or a SEG
+    segment label, any case, to a model class); values it does not name become background, and the note
+    says which."""
+    labels = reading.labels
+    by_label = {str(text).lower(): number for number, text in labels.meta.get("segment_labels", {}).items()}
+    lookup = np.zeros(int(labels.array.max(initial=0)) + 1, dtype=np.int64)
+    named = set()
+    for key, target in mapping.items():
+        text = str(key).strip()
+        value = int(text) if text.isdigit() else by_label.get(text.lower())
+        if value is None:
+            raise InputError(
+                path, f"--map names {key!r}, which is neither a label value nor one of its segments"
+            )
+        if value < lookup.size:
+            lookup[value] = int(target)
+            named.add(value)
+    present = {int(v) for v in np.unique(labels.array) if v}
+    dropped = sorted(present - named)
+    mapped = LabelMap(lookup[labels.array].astype(np.uint16), labels.affine.copy(), dict(labels.meta))
+    notes = [
+        note for note in (reading.note, f"labels mapped onto the model's classes ({dict(mapping)})") if note
+    ]
+    if dropped:
+        notes.append(f"values {dropped} not in the map became background")
+    return MaskReading(mapped, "; ".join(notes), reading.kind or "mapped")
 
 
 def _noted(path: Path, reading: MaskReading) -> MaskReading:
@@ -77,12 +112,17 @@ def _noted(path: Path, reading: MaskReading) -> MaskReading:
     return reading
 
 
-def load_pair(pair: CasePair, resample: bool = False, threshold: float | None = None) -> tuple:
+def load_pair(
+    pair: CasePair,
+    resample: bool = False,
+    threshold: float | None = None,
+    mapping: Mapping[str, int] | None = None,
+) -> tuple:
     """(prediction, reference, notes) on the reference grid. `threshold` applies to the reference only.
 
     A prediction whose voxels are the reference's in another axis order or direction is reoriented
     exactly; any other grid is a GeometryError unless `resample`."""
-    predicted, expected = read_prediction(pair.prediction), read_reference(pair.reference, threshold)
+    predicted, expected = read_prediction(pair.prediction), read_reference(pair.reference, threshold, mapping)
     prediction, reference = predicted.labels, expected.labels
     notes = [
         f"{role}: {reading.note}"
@@ -104,13 +144,17 @@ def load_pair(pair: CasePair, resample: bool = False, threshold: float | None = 
     return prediction, reference, notes
 
 
-def present_classes(pairs: Sequence[CasePair], threshold: float | None) -> dict[int, str]:
+def present_classes(
+    pairs: Sequence[CasePair], threshold: float | None, mapping: Mapping[str, int] | None = None
+) -> dict[int, str]:
     """``label_<v>`` for every non-zero label found in any prediction or (interpreted) reference."""
     found: set[int] = set()
     for pair in pairs:
         found.update(int(v) for v in np.unique(read_prediction(pair.prediction).labels.array) if v != 0)
         found.update(
-            int(v) for v in np.unique(read_reference(pair.reference, threshold).labels.array) if v != 0
+            int(v)
+            for v in np.unique(read_reference(pair.reference, threshold, mapping).labels.array)
+            if v != 0
         )
     return {value: f"label_{value}" for value in sorted(found)}
 
@@ -123,18 +167,20 @@ def evaluate_cohort(
     threshold: float | None = None,
     seed: int = 0,
     samples: int = BOOTSTRAP_SAMPLES,
+    mapping: Mapping[str, int] | None = None,
 ) -> dict:
     """Per-case metrics and their summary for `pairs`, with the settings and the empty-mask policy.
 
     Without `class_names`, every label present in any case is evaluated (named ``label_<v>``).
-    `threshold` binarises the references only; predictions are the model's labels as they are.
+    `threshold` binarises the references only; predictions are the model's labels as they are; `mapping`
+    translates reference values or segment labels onto the model's classes.
     """
     if not pairs:
         raise InputError(None, "nothing to evaluate: no prediction/reference pairs")
-    names = dict(class_names) if class_names else present_classes(pairs, threshold)
+    names = dict(class_names) if class_names else present_classes(pairs, threshold, mapping)
     cases, notes = {}, {}
     for pair in pairs:
-        prediction, reference, case_notes = load_pair(pair, resample, threshold)
+        prediction, reference, case_notes = load_pair(pair, resample, threshold, mapping)
         cases[pair.name] = evaluate_case(prediction, reference, names, tolerance_mm)
         if case_notes:
             notes[pair.name] = case_notes
@@ -143,6 +189,7 @@ def evaluate_cohort(
             "nsd_tolerance_mm": tolerance_mm,
             "resampled": resample,
             "reference_threshold": threshold,
+            "reference_map": dict(mapping) if mapping else None,
             "bootstrap_samples": samples,
             "seed": seed,
             "classes": {str(value): name for value, name in names.items()},

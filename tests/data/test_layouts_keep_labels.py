@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import PIL.Image
@@ -126,3 +127,23 @@ def test_a_mask_that_is_a_picture_is_warned_about(datasets_dir, tmp_path):
         grey.save(root / "masks" / f"{case}.png")
     fingerprint = compute_fingerprint(open_dataset(root), progress=False)
     assert any("different values: are they pictures" in warning for warning in fingerprint["warnings"])
+
+
+def test_a_pacs_export_with_seg_beside_its_series_is_a_labelled_dataset(datasets_dir, tmp_path, caplog):
+    """``patient/CT/*.dcm`` + ``patient/SEG/liver.dcm``: each SEG is paired with the series it references;
+    its segment label names the class and the files' Modality is the dataset's; a patient without a SEG
+    is named in a warning, never labelled background."""
+    source = datasets_dir / "dcmqi_ct3slice_seg"
+    root = tmp_path / "export"
+    for patient in ("patient_a", "patient_b", "patient_c"):
+        shutil.copytree(source / "ct-3slice", root / patient / "CT")
+        if patient != "patient_c":
+            (root / patient / "SEG").mkdir()
+            shutil.copy(source / "liver.dcm", root / patient / "SEG" / "liver.dcm")
+    dataset = open_dataset(root)
+    assert dataset.layout == "dicom_studies" and dataset.ids == ["patient_a", "patient_b"]
+    assert dataset.modalities == ["CT"]
+    assert [name.lower() for name in dataset.label_names.values()] == ["background", "liver"]
+    assert "patient_c" in caplog.text
+    fingerprint = compute_fingerprint(dataset, progress=False)
+    assert fingerprint["classes"]["1"]["cases_present"] == 2

@@ -150,5 +150,5 @@ def test_plan_cli_reports_a_bad_dataset_in_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["plan", str(tmp_path / "empty"), "--out", str(tmp_path / "p.json")]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "empty: needs an image folder" in error
+    assert error.count("\n") == 1 and "empty: not a dataset layout medseg reads" in error
     assert not (tmp_path / "p.json").exists()

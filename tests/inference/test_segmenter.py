@@ -44,7 +44,7 @@ def test_a_shipped_bundle_loads_by_name_from_any_folder_with_its_inference_defau
     assert segmenter.device == "cpu"  # auto on a machine without CUDA
     assert segmenter.settings.zooms == (0.9, 0.95, 1.0, 1.05, 1.1)  # inference.json's tta_zooms
     assert [path.name for path in segmenter.ensemble.sources] == ["model.pt", "model_dynunet.pt"]
-    assert segmenter.class_names == {0: "background", 1: "foreground"}
+    assert segmenter.class_names == {0: "background", 1: "lung"}  # the card names the generic class
     assert Segmenter.load("lung_cxr_2d", tta_zooms=[1]).settings.zooms == (1.0,)  # turned off
     assert Segmenter.load(SHIPPED_DIR / "lung_cxr_2d").model_digest == segmenter.model_digest
 

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from medseg.cli.main import main
 from medseg.io.image import LabelMap
-from medseg.io.volume import read_volume
+from medseg.io.volume import read_volume, write_volume
 from medseg.metrics.overlap import overlap
 
 CASE = "CHNCXR_0006_0"
@@ -41,6 +41,8 @@ def inferred(datasets_dir: Path, tmp_path_factory) -> tuple[Path, Path, np.ndarr
     )
     [result] = out.glob("*/result.json")
     ai = read_volume(result.parent / "mask.nii.gz", LabelMap).array.T  # NIfTI (i, j) -> PNG rows, columns
+    png = np.asarray(PIL.Image.open(result.parent / "mask.png"))  # written in the picture's orientation
+    np.testing.assert_array_equal(png, ai)
     truth = np.asarray(
         PIL.Image.open(datasets_dir / "cxr_lung_mc_shenzhen" / "masks" / f"{CASE}.png").convert("L")
     )
@@ -94,3 +96,41 @@ def test_evaluate_pairs_an_infer_output_folder_by_its_recorded_input(inferred, t
     [scores] = metrics["cases"][CASE].values()
     assert scores["dice"] == pytest.approx(overlap(ai == 1, truth == 1)["dice"], abs=0.005)
     assert metrics["notes"][CASE] == ["reference: 0/255 mask read as 0/1"]
+
+
+def test_map_translates_reference_values_and_seg_labels_onto_the_models_classes(datasets_dir, tmp_path):
+    """A two-class clinician label scored against a one-class model, and a SEG's "Liver" segment scored
+    against a model whose liver is class 2: --map says which reference label is which model class."""
+    labels = datasets_dir / "msd_hippocampus" / "labelsTr" / "hippocampus_001.nii.gz"
+    union = read_volume(labels, LabelMap)
+    write_volume(union.with_array((union.array > 0).astype(np.uint8)), tmp_path / "hippocampus_001.nii.gz")
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate",
+        str(tmp_path / "hippocampus_001.nii.gz"),
+        str(labels),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "5",
+    ]
+    assert main([*argv, "--map", '{"1": 1, "2": 1}']) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [scores["dice"] for scores in metrics["cases"]["hippocampus_001"].values()] == [1.0]
+    seg = datasets_dir / "dcmqi_ct3slice_seg" / "liver.dcm"
+    nrrd = read_volume(datasets_dir / "dcmqi_ct3slice_seg" / "liver_seg.nrrd", LabelMap)
+    write_volume(nrrd.with_array((nrrd.array > 0).astype(np.uint8) * 2), tmp_path / "liver_ai.nii.gz")
+    argv = [
+        "evaluate",
+        str(tmp_path / "liver_ai.nii.gz"),
+        str(seg),
+        "--out",
+        str(tmp_path / "liver"),
+        "--bootstrap",
+        "5",
+    ]
+    assert main([*argv, "--map", '{"liver": 2}']) == 0
+    metrics = json.loads((tmp_path / "liver" / "metrics.json").read_text())
+    [scores] = metrics["cases"]["liver"].values()
+    assert scores["dice"] == 1.0 and "labels mapped onto the model's classes" in metrics["notes"]["liver"][0]
+    assert main([*argv, "--map", '{"spleen": 2}']) == 2  # a name the SEG does not hold is refused
