@@ -1,4 +1,4 @@
-"""`medseg convert DICOM_DIR OUT.nii.gz`: read one DICOM series and write it as a volume file."""
+"""`medseg convert DICOM_DIR OUT.nii.gz`: one DICOM series (or radiograph) written as a volume file."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from pathlib import Path
 from medseg.errors import InputError
 from medseg.io.dicom import read_series
 from medseg.io.dicom.geometry import REPAIRS
-from medseg.io.dicom.scan import FolderScan, SeriesInfo, scan_folder
+from medseg.io.dicom.scan import FolderScan, SeriesInfo, is_radiograph, scan_folder
+from medseg.io.reader import read_image
 from medseg.io.volume import write_volume
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dicom_dir", type=Path, help="folder holding the series (any depth)")
+    parser.add_argument(
+        "dicom_dir",
+        type=Path,
+        help="folder holding the series (any depth), or one DICOM file (e.g. a radiograph)",
+    )
     parser.add_argument("out", type=Path, help="output file: .nii.gz, .nii, .nrrd or .mha")
     parser.add_argument(
         "--series", help="SeriesInstanceUID, or the index that 'medseg info' prints, when there are several"
@@ -25,8 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dicom_dir.is_file():  # one DICOM file: a radiograph, or a multi-frame volume
+        image = read_image(args.dicom_dir)
+        write_volume(image, args.out)
+        print(f"{'x'.join(str(n) for n in image.shape)} voxels -> {args.out}")
+        return 0
     series = choose_series(scan_folder(args.dicom_dir), args.series)
-    image = read_series(series.files, repair=args.repair, time_point=args.time_point)
+    if is_radiograph(series):  # projections are 2D images, read with their imager spacing and LUTs
+        if len(series.files) != 1:
+            raise InputError(
+                args.dicom_dir, f"{len(series.files)} radiographs in one series: convert one file"
+            )
+        image = read_image(series.files[0])
+    else:
+        image = read_series(series.files, repair=args.repair, time_point=args.time_point)
     write_volume(image, args.out)
     size = "x".join(str(n) for n in image.shape)
     spacing = "x".join(f"{v:.3g}" for v in image.spacing)

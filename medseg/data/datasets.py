@@ -299,7 +299,9 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
     """A PACS export: one folder per patient or study (``root/<case>/``, any depth below) holding DICOM image
     series and the DICOM SEG(s) drawn on them (``patient/CT/*.dcm``, ``patient/SEG/liver.dcm``). Each SEG
     is paired with the series it references (by SeriesInstanceUID); that series' folder is the image. A
-    folder without a SEG is listed in a warning and left out: unlabelled, never labelled background."""
+    folder with one image series and one label volume (``label.nii.gz``, ``.nrrd``...) beside it is a case
+    too. A folder without a label is listed in a warning and left out: unlabelled, never labelled
+    background."""
     import pydicom
 
     root = Path(root)
@@ -307,7 +309,11 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
     for case_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         folders: dict[str, set[Path]] = {}
         segs: list[tuple[Path, list[str]]] = []
+        volumes: list[Path] = []
         for path in sorted(p for p in case_dir.rglob("*") if p.is_file()):
+            if is_volume_file(path):
+                volumes.append(path)
+                continue
             try:
                 header = pydicom.dcmread(path, stop_before_pixels=True)
             except Exception:  # not DICOM: not part of a study
@@ -319,6 +325,13 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
                 segs.append((path, referenced))
             elif "SeriesInstanceUID" in header:
                 folders.setdefault(str(header.SeriesInstanceUID), set()).add(path.parent)
+        if not segs and len(volumes) == 1 and len(folders) == 1:  # one series, one label volume beside it
+            [places] = folders.values()
+            if len(places) == 1:
+                cases.append(
+                    {"id": case_dir.name, "image": str(next(iter(places))), "label": str(volumes[0])}
+                )
+                continue
         if not segs:
             unlabelled.append(case_dir.name)
         for number, (seg, referenced) in enumerate(segs):
@@ -340,7 +353,7 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
         raise InputError(
             root,
             "not a dataset layout medseg reads: no dataset.json, no images/ + masks/ (or labels/) folders, "
-            "and no case folder holding a DICOM SEG with the image series it references (docs/datasets.md)",
+            "and no case folder holding a DICOM series with its SEG or label volume (docs/datasets.md)",
         )
     names = seg_class_names(cases)
     return Dataset(root.name, root, cases, names, [dicom_modality(cases, modality)], "dicom_studies")

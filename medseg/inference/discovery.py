@@ -18,14 +18,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.io.dicom.files import SkippedFile
-from medseg.io.dicom.scan import SeriesInfo, SeriesRules, rejection_reasons, scan_folder
+from medseg.io.dicom.files import NOT_REGULAR, SkippedFile
+from medseg.io.dicom.scan import SeriesInfo, SeriesRules, is_radiograph, rejection_reasons, scan_folder
 from medseg.io.png import is_png_file
 from medseg.io.reader import is_dicom_file
 from medseg.io.volume import is_volume_file
 
-#: Projection modalities: their single-frame files are 2D images, not slices of a volume.
-RADIOGRAPHY_MODALITIES = ("DX", "CR", "MG", "RF", "XA", "IO", "PX")
 #: Hex digits of the SHA-256 used in output folder names.
 KEY_LENGTH = 16
 
@@ -61,17 +59,12 @@ def _relative(path: Path, root: Path) -> str:
     return str(relative) if relative.parts else root.name
 
 
-def _is_radiograph(series: SeriesInfo) -> bool:
-    """A projection image without slice positions (read as 2D, one job per file)."""
-    return series.problem is not None and series.modality in RADIOGRAPHY_MODALITIES
-
-
 def _series_jobs(series: SeriesInfo, root: Path) -> list[Job]:
     uids = {
         "study_instance_uid": series.study_instance_uid,
         "series_instance_uid": series.series_instance_uid,
     }
-    if _is_radiograph(series):
+    if is_radiograph(series):
         return [
             Job(
                 job_key(f"{series.series_instance_uid}/{_relative(path, root)}"),
@@ -127,7 +120,7 @@ def discover(source: str | os.PathLike, rules: SeriesRules | None = None) -> Dis
             jobs += _series_jobs(series, source)
     for item in scan.skipped:
         label = _relative(item.path, source)
-        if is_volume_file(item.path) or is_png_file(item.path):
+        if item.reason != NOT_REGULAR and (is_volume_file(item.path) or is_png_file(item.path)):
             jobs.append(Job(job_key(label), "file", label, [item.path]))
         elif _broken_dicom(item):
             problem = str(InputError(item.path, f"unreadable DICOM file ({item.reason})"))

@@ -47,6 +47,15 @@ def png_affine(spacing: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     return LPS_TO_RAS @ np.diag([float(spacing[0]), float(spacing[1]), 1.0, 1.0])
 
 
+def _grey_palette(picture: PIL.Image.Image) -> bool:
+    """True when every colour of the picture's palette that its pixels use is a grey (R = G = B)."""
+    palette = np.asarray(picture.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+    used = np.unique(np.asarray(picture.getchannel(0) if picture.mode == "PA" else picture))
+    used = used[used < len(palette)]
+    colours = palette[used]
+    return bool(np.all(colours[:, 0] == colours[:, 1]) and np.all(colours[:, 1] == colours[:, 2]))
+
+
 def _pixels(picture: PIL.Image.Image, path: Path, kind: type[Image]) -> tuple[np.ndarray, str | None]:
     """The single-channel (row, column) array of `picture` and a note on any conversion made."""
     mode = picture.mode
@@ -55,6 +64,8 @@ def _pixels(picture: PIL.Image.Image, path: Path, kind: type[Image]) -> tuple[np
         return (array.astype(np.uint8) if mode == "1" else array), None
     if mode == "P" and kind is LabelMap:
         return np.asarray(picture), "palette indices read as labels"
+    if mode in ("P", "PA") and not _grey_palette(picture):
+        raise InputError(path, "palette-colour image: its values index colours, not intensities to segment")
     if mode in ("P", "PA"):
         picture = picture.convert("RGBA")
         mode = "RGBA"
@@ -87,6 +98,8 @@ def read_png(
             array, note = _pixels(picture, path, kind)
     except PIL.UnidentifiedImageError:
         raise InputError(path, "not a readable PNG/JPEG image") from None
+    except PIL.Image.DecompressionBombError as error:  # a header promising billions of pixels
+        raise InputError(path, f"refused: {' '.join(str(error).split())}") from None
     except OSError as error:
         raise InputError(path, f"cannot read image ({error})") from None
     if note:

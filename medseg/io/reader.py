@@ -41,7 +41,10 @@ def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Imag
 
         return _as_kind(read_series(path), kind)
     if not path.is_file():
-        raise InputError(path, "no such file or folder")
+        raise InputError(
+            path,
+            "not a regular file (a pipe, socket or device)" if path.exists() else "no such file or folder",
+        )
     if is_volume_file(path):
         return read_volume(path, kind)
     if is_png_file(path):
@@ -54,19 +57,20 @@ def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Imag
 
 
 def _read_dicom_file(path: Path, kind: type[Image]) -> Image:
-    import pydicom
-
     from medseg.io.dicom import read_dicom_image, read_series
+    from medseg.io.dicom.files import SkippedFile, read_dataset
+    from medseg.io.dicom.values import integer, values_of
 
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as error:  # pydicom raises many types for broken files
-        raise InputError(path, f"unreadable DICOM file ({type(error).__name__})") from None
+    header = read_dataset(path, pixels=False)
+    if isinstance(header, SkippedFile):
+        raise InputError(path, f"unreadable DICOM file ({header.reason})")
     if str(header.get("SOPClassUID", "")) == SEG_SOP_CLASS:
         from medseg.io.seg import read_seg  # imports highdicom, slow: only when needed
 
         return read_seg(path)
-    if int(header.get("NumberOfFrames", 1) or 1) > 1:
+    with values_of(path):  # a malformed number (NumberOfFrames "1A") is one line naming the file
+        frames = integer(header, "NumberOfFrames", 1) or 1
+    if frames > 1:
         return _as_kind(read_series([path]), kind)
     return _as_kind(read_dicom_image(path), kind)
 

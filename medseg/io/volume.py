@@ -54,7 +54,26 @@ def read_volume(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Ima
         raise InputError(path, str(error)) from None
 
 
+def check_detached_data(path: Path) -> None:
+    """Refuse a MetaImage header (``.mhd``) whose ``ElementDataFile`` lies outside the header's own folder:
+    a header is data, and must not make medseg read a file somewhere else on the machine."""
+    if path.suffix.lower() != ".mhd":
+        return
+    try:
+        lines = path.read_text(encoding="latin-1").splitlines()
+    except OSError as error:
+        raise InputError(path, f"cannot read ({error})") from None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() != "ElementDataFile" or value.strip().upper() == "LOCAL":
+            continue
+        target = (path.parent / value.strip()).resolve()
+        if Path(value.strip()).is_absolute() or not target.is_relative_to(path.parent.resolve()):
+            raise InputError(path, f"its ElementDataFile {value.strip()!r} lies outside the header's folder")
+
+
 def _read_with_sitk(path: Path) -> Image:
+    check_detached_data(path)
     try:
         itk_image = sitk.ReadImage(str(path))
     except RuntimeError as error:

@@ -147,3 +147,16 @@ def test_a_pacs_export_with_seg_beside_its_series_is_a_labelled_dataset(datasets
     assert "patient_c" in caplog.text
     fingerprint = compute_fingerprint(dataset, progress=False)
     assert fingerprint["classes"]["1"]["cases_present"] == 2
+
+
+def test_a_series_with_a_label_volume_beside_it_is_a_case(datasets_dir, tmp_path):
+    """``patient/CT/*.dcm`` + ``patient/liver.nrrd``: the one label volume beside the one series."""
+    source = datasets_dir / "dcmqi_ct3slice_seg"
+    root = tmp_path / "export"
+    for patient in ("patient_a", "patient_b"):
+        shutil.copytree(source / "ct-3slice", root / patient / "CT")
+        shutil.copy(source / "liver_seg.nrrd", root / patient / "liver.nrrd")
+    dataset = open_dataset(root, labels={"1": "liver"})
+    assert dataset.ids == ["patient_a", "patient_b"] and dataset.modalities == ["CT"]
+    fingerprint = compute_fingerprint(dataset, progress=False)
+    assert fingerprint["classes"]["1"]["cases_present"] == 2

@@ -12,6 +12,7 @@ from dicom_factory import SHAPE, ct_image, edit, ramp, ramp_image, write_non_ima
 
 from medseg.errors import GeometryError, InputError
 from medseg.io.dicom import read_series
+from medseg.io.dicom.scan import scan_folder
 
 STEP_MM = 2.5
 
@@ -38,10 +39,33 @@ def test_missing_slice_is_refused_then_resampled_on_request(series):
 
 
 def test_duplicate_slice_is_refused(series):
+    """Another instance (its own SOP Instance UID) at a slice's position: which one is right is unknown."""
     _, folder, paths = series
-    shutil.copy(paths[2], folder / "copy_of_three.dcm")
+    ds = pydicom.dcmread(paths[2])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(folder / "copy_of_three.dcm")
     with pytest.raises(GeometryError, match=r"duplicate slice.*(copy_of_three|slice_0003)"):
         read_series(folder)
+
+
+def test_copies_of_one_instance_keep_the_series(series, tmp_path):
+    """A study exported twice, and a truncated copy of one slice elsewhere: the complete file of each SOP
+    instance is read (the same image as without copies) and the copies are listed as left out."""
+    _, folder, paths = series
+    expected = read_series(folder)
+    twice = tmp_path / "export"
+    shutil.copytree(folder, twice / "first")
+    shutil.copytree(folder, twice / "second")
+    truncated = twice / "elsewhere" / "slice.dcm"
+    truncated.parent.mkdir()
+    truncated.write_bytes(paths[3].read_bytes()[:-200])
+    scan = scan_folder(twice)
+    [info] = scan.series
+    assert info.problem is None and info.number_of_slices == len(paths)
+    reasons = [item.reason for item in scan.skipped]
+    assert sum("an identical copy of" in reason for reason in reasons) == len(paths)
+    assert sum("a damaged or different copy of" in reason for reason in reasons) == 1
+    np.testing.assert_array_equal(read_series(twice).array, expected.array)
 
 
 def test_two_series_in_one_folder_are_listed_and_one_can_be_chosen(series, tmp_path):

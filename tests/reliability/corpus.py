@@ -150,7 +150,10 @@ edited_case("BitsAllocated 1", InputError, "BitsAllocated 1 is not supported", _
 
 
 edited_case(
-    "BitsAllocated 8 for 16-bit data", InputError, "pixel data holds .* bytes", _set("BitsAllocated", 8)
+    "BitsAllocated 8 for 16-bit data",
+    InputError,
+    "BitsStored 16 does not fit BitsAllocated 8",  # the header contradicts itself: caught before the bytes
+    _set("BitsAllocated", 8),
 )
 
 
@@ -239,7 +242,7 @@ def _(folder: Path) -> Path:
     return folder
 
 
-@case("the same file twice", GeometryError, "duplicate slice")
+@case("the same file twice (the identical copy is left out)", None, "", batch="done")
 def _(folder: Path) -> Path:
     paths = _series(folder)
     shutil.copyfile(paths[1], folder / "again.dcm")

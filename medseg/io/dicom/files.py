@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medseg.errors import InputError
 from medseg.io.dicom.values import text
@@ -58,18 +60,61 @@ def list_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
+#: Why a named pipe, socket or device among the inputs is left out (opening one can block for ever).
+NOT_REGULAR = "not a regular file (a pipe, socket or device): left unread"
+
+
+def is_regular_file(path: Path) -> bool:
+    """True for a regular file (or a link to one); False for pipes, sockets, devices and what is gone."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def read_dataset(path: Path, pixels: bool) -> pydicom.Dataset | SkippedFile:
     """Read one file's header (with its pixel data element, deferred, when `pixels`).
 
-    A file that is not DICOM gives a `SkippedFile`."""
+    A file that is not DICOM, or not a regular file (never opened: a pipe would block), gives a
+    `SkippedFile`."""
+    if not is_regular_file(path):
+        return SkippedFile(path, NOT_REGULAR)
     try:
         if pixels:
             return pydicom.dcmread(path, defer_size=DEFER_BYTES)
         return pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
-        return SkippedFile(path, "not a DICOM file")
+        return _without_preamble(path, pixels)
     except Exception as error:  # pydicom raises many types for broken files (found by fuzzing)
         return SkippedFile(path, f"unreadable DICOM ({type(error).__name__}: {_first_line(error)})")
+
+
+def _without_preamble(path: Path, pixels: bool) -> pydicom.Dataset | SkippedFile:
+    """A DICOM file written without its 128-byte preamble and file meta (as some PACS export them), read
+    as pydicom reads it with ``force=True``; only files named ``.dcm`` or without an ending are tried, and
+    only a dataset that says what it is (SOP Class UID) counts as DICOM."""
+    if path.suffix.lower() not in ("", ".dcm", ".dicom", ".ima"):
+        return SkippedFile(path, "not a DICOM file")
+    try:
+        if pixels:
+            ds = pydicom.dcmread(path, defer_size=DEFER_BYTES, force=True)
+        else:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        if "SOPClassUID" not in ds:
+            return SkippedFile(path, "not a DICOM file")
+        ds.SOPClassUID  # noqa: B018 - the element must parse, not just be present
+        if "TransferSyntaxUID" not in ds.file_meta:  # the encoding pydicom found is the transfer syntax
+            implicit, little = ds.original_encoding
+            ds.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian
+                if implicit
+                else ExplicitVRLittleEndian
+                if little
+                else ExplicitVRBigEndian
+            )
+    except Exception:  # arbitrary bytes read as DICOM fail in many ways
+        return SkippedFile(path, "not a DICOM file")
+    return ds
 
 
 def _first_line(error: Exception) -> str:
@@ -104,7 +149,8 @@ def non_image_reason(ds: pydicom.Dataset) -> str | None:
 def split_images(
     items: Iterable[tuple[Path, pydicom.Dataset | SkippedFile]],
 ) -> tuple[list[tuple[Path, pydicom.Dataset]], list[SkippedFile]]:
-    """Separate image datasets from skipped files and non-image objects (each with its reason)."""
+    """Separate image datasets from skipped files and non-image objects (each with its reason); copies of one
+    SOP instance (a study exported twice, a file copied) are left out with a note (`drop_copies`)."""
     images, skipped = [], []
     for path, item in items:
         if isinstance(item, SkippedFile):
@@ -113,4 +159,44 @@ def split_images(
             skipped.append(SkippedFile(path, f"not an image: {reason}"))
         else:
             images.append((path, item))
-    return images, skipped
+    kept, copies = drop_copies(images)
+    return kept, skipped + copies
+
+
+def drop_copies(
+    images: list[tuple[Path, pydicom.Dataset]],
+) -> tuple[list[tuple[Path, pydicom.Dataset]], list[SkippedFile]]:
+    """One file per SOP Instance UID: of byte-identical copies the first is kept; of differing copies the
+    largest (a truncated copy is smaller), and the others are left out as damaged, naming the one kept.
+    dcm2niix, too, drops exact duplicates and goes on, so a good series is not lost to a copy."""
+    by_uid: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
+    for item in images:
+        by_uid.setdefault(text(item[1], "SOPInstanceUID") or str(item[0]), []).append(item)
+    kept, dropped = [], []
+    for copies in by_uid.values():
+        if len(copies) == 1:
+            kept.append(copies[0])
+            continue
+        best = max(copies, key=lambda item: (item[0].stat().st_size, -copies.index(item)))
+        kept.append(best)
+        for path, _ in copies:
+            if path == best[0]:
+                continue
+            if _same_bytes(path, best[0]):
+                dropped.append(SkippedFile(path, f"an identical copy of {best[0].name} (same SOP instance)"))
+            else:
+                dropped.append(
+                    SkippedFile(path, f"a damaged or different copy of {best[0].name} (same SOP instance)")
+                )
+    order = {id(item): number for number, item in enumerate(images)}
+    return sorted(kept, key=lambda item: order[id(item)]), dropped
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    if first.stat().st_size != second.stat().st_size:
+        return False
+    with first.open("rb") as a, second.open("rb") as b:
+        while chunk := a.read(1 << 20):
+            if chunk != b.read(len(chunk)):
+                return False
+    return True

@@ -16,12 +16,14 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from medseg.errors import InputError
-from medseg.io.dicom.values import integer, text, values_of
+from medseg.io.dicom.values import integer, number, text, values_of
 
 #: Bits per stored value that we read (1-bit data is for masks and overlays, not images).
 SUPPORTED_BITS_ALLOCATED = (8, 16, 32)
 #: Image Pixel module attributes without which stored values cannot be read.
 REQUIRED = ("Rows", "Columns", "BitsAllocated", "PixelRepresentation")
+#: Photometric interpretations whose values are intensities (MONOCHROME1 is inverted on reading).
+GREY_LEVELS = ("MONOCHROME1", "MONOCHROME2")
 #: (7FE0,0010) Pixel Data.
 PIXEL_DATA_TAG = 0x7FE00010
 
@@ -31,26 +33,43 @@ def transfer_syntax(ds: pydicom.Dataset) -> UID:
     return UID(text(ds.file_meta, "TransferSyntaxUID"))
 
 
-def check_decodable(ds: pydicom.Dataset, path: Path) -> None:
-    """Raise InputError (naming the file and the problem) when the pixel data cannot be decoded here."""
+def check_decodable(ds: pydicom.Dataset, path: Path, pixels: bool = True) -> None:
+    """Raise InputError (naming the file and the problem) when the pixel data cannot be decoded here, or
+    holds no intensities to segment. `pixels` False checks what a header without its pixel data shows."""
     with values_of(path):
-        _check_decodable(ds, path)
+        _check_decodable(ds, path, pixels)
 
 
-def _check_decodable(ds: pydicom.Dataset, path: Path) -> None:
+def _check_decodable(ds: pydicom.Dataset, path: Path, pixels: bool) -> None:
     for keyword in REQUIRED:
         if integer(ds, keyword) is None:
             raise InputError(path, f"no {keyword}: the pixel data cannot be decoded")
     if integer(ds, "SamplesPerPixel", 1) != 1:
         raise InputError(path, f"colour images ({text(ds, 'PhotometricInterpretation')}) are not supported")
+    photometric = text(ds, "PhotometricInterpretation").strip().upper()
+    if photometric and photometric not in GREY_LEVELS:
+        meaning = "indices into a colour table" if photometric.startswith("PALETTE") else "colour components"
+        raise InputError(path, f"{photometric} image: its values are {meaning}, not intensities to segment")
+    if "MOSAIC" in text(ds, "ImageType").upper():
+        raise InputError(
+            path,
+            "a Siemens mosaic (the slices of a volume tiled in one image): convert it with dcm2niix first",
+        )
     bits = integer(ds, "BitsAllocated")
     if bits not in SUPPORTED_BITS_ALLOCATED:
         raise InputError(path, f"BitsAllocated {bits} is not supported")
+    bits_stored = integer(ds, "BitsStored")
+    if bits_stored is not None and not 1 <= bits_stored <= bits:
+        raise InputError(path, f"BitsStored {bits_stored} does not fit BitsAllocated {bits}")
+    if number(ds, "RescaleSlope") == 0:  # number() also refuses NaN and text that is not a number
+        raise InputError(path, "RescaleSlope 0 would make every pixel one value")
+    number(ds, "RescaleIntercept")
     syntax = transfer_syntax(ds)
     if not syntax.is_transfer_syntax:
         raise InputError(path, f"unknown transfer syntax {syntax or '(none given)'}")
     if not syntax.is_compressed:
-        check_native_length(ds, path)
+        if pixels:
+            check_native_length(ds, path)
         return
     try:
         available = get_decoder(syntax).is_available
@@ -127,7 +146,9 @@ def stored_frames(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         try:
             array = ds.pixel_array
         except Exception as error:  # decoders raise many types; report one clear error
-            raise InputError(path, f"cannot decode {transfer_syntax(ds).name} pixel data ({error})") from None
+            reason = " ".join(str(error).split())  # decoders' messages span lines; errors are one line
+            syntax = transfer_syntax(ds).name
+            raise InputError(path, f"cannot decode {syntax} pixel data ({reason})") from None
         return array.reshape(shape)
     return _native(ds, path, shape)
 

@@ -20,8 +20,12 @@ from medseg.errors import MedsegError
 from medseg.io.dicom.files import SkippedFile, list_files, read_datasets, split_images
 from medseg.io.dicom.frames import frames_of
 from medseg.io.dicom.geometry import assemble
+from medseg.io.dicom.pixels import check_decodable
 from medseg.io.dicom.values import text
 from medseg.io.image import LPS_TO_RAS, grid_summary
+
+#: Projection modalities: their single-frame files are 2D images, not slices of a volume.
+RADIOGRAPHY_MODALITIES = ("DX", "CR", "MG", "RF", "XA", "IO", "PX")
 
 #: A slice normal within this angle of a patient axis counts as axial, coronal or sagittal.
 PLANE_ANGLE_DEGREES = 15.0
@@ -113,6 +117,11 @@ def scan_folder(folder: str | os.PathLike) -> FolderScan:
     return FolderScan(Path(folder), series, skipped)
 
 
+def is_radiograph(series: SeriesInfo) -> bool:
+    """A projection image without slice positions (each file a 2D image, not a slice of a volume)."""
+    return series.problem is not None and series.modality in RADIOGRAPHY_MODALITIES
+
+
 def select_series(scan: FolderScan, rules: SeriesRules) -> SeriesSelection:
     """Split the scanned series into those matching `rules` and the others, each with its reasons."""
     selection = SeriesSelection([], [])
@@ -156,6 +165,7 @@ def _describe(uid: str, items: list[tuple[Path, pydicom.Dataset]]) -> SeriesInfo
     first = items[0][1]
     problem, orientation, slices, affine = None, "unknown", 0, None
     try:
+        check_decodable(first, items[0][0], pixels=False)  # what reading refuses (palette, mosaic...)
         frames = [frame for path, ds in items for frame in frames_of(ds, path)]
         slices = len(frames)
         orientation = plane_name(frames[0].orientation)

@@ -1,0 +1,170 @@
+"""Files medseg's team did not write: a named pipe among the inputs, palette-colour and Siemens mosaic
+DICOM from pydicom's and nibabel's test data, and radiographs with impossible pixel headers. Each is
+refused in one line naming the file, never read as a wrong image, and never stops or hangs the good input
+beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel
+import numpy as np
+import PIL.Image
+import pydicom
+import pytest
+from dicom_factory import write_radiograph
+from infer_models import save_threshold_checkpoint
+
+from medseg.errors import InputError
+from medseg.io.reader import read_image
+
+PALETTE = Path(pydicom.__file__).parent / "data" / "test_files" / "examples_palette.dcm"
+MOSAICS = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"
+#: A command that hangs is stopped after this long and fails the test.
+TIMEOUT_S = 120
+
+
+def _medseg(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "medseg.cli.main", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return save_threshold_checkpoint(tmp_path_factory.mktemp("m") / "m.pt", 2, [1.0, 1.0], [32, 32])
+
+
+def test_a_named_pipe_beside_a_good_image_neither_hangs_nor_stops_it(datasets_dir, model, tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    shutil.copy(datasets_dir / "cxr_lung_mc_shenzhen" / "images" / "CHNCXR_0006_0.png", folder / "xray.png")
+    os.mkfifo(folder / "pipe.png")  # nobody ever writes to it: opening it for reading would block
+    info = _medseg("info", str(folder / "pipe.png"), cwd=tmp_path)
+    assert info.returncode == 2 and "not a regular file" in info.stderr
+    infer = _medseg(
+        "infer", str(folder), "-m", str(model), "-o", str(tmp_path / "out"), "--force-domain", cwd=tmp_path
+    )
+    assert infer.returncode == 0, infer.stderr
+    items = {
+        item["input"]: item for item in json.loads((tmp_path / "out" / "summary.json").read_text())["items"]
+    }
+    assert items["xray.png"]["status"] == "done"
+    assert items["pipe.png"]["status"] == "skipped" and "not a regular file" in items["pipe.png"]["reason"]
+
+
+def test_palette_colour_images_are_refused_not_segmented(tmp_path):
+    with pytest.raises(
+        InputError, match=r"examples_palette\.dcm: PALETTE COLOR image: its values are indices"
+    ):
+        read_image(PALETTE)
+    folder = tmp_path / "palette"
+    folder.mkdir()
+    shutil.copy(PALETTE, folder)
+    info = json.loads(_medseg("info", str(folder), cwd=tmp_path).stdout)
+    [series] = [s for study in info["studies"] for s in study["series"]]
+    assert "PALETTE COLOR image" in series["problem"]
+
+
+@pytest.mark.parametrize("name", ["0.dcm", "csa_slice_norm.dcm"])
+def test_siemens_mosaics_are_refused_not_read_as_one_slice(name, tmp_path):
+    with pytest.raises(InputError, match="a Siemens mosaic"):
+        read_image(MOSAICS / name)
+    folder = tmp_path / "mosaic"
+    folder.mkdir()
+    shutil.copy(MOSAICS / name, folder)
+    info = json.loads(_medseg("info", str(folder), cwd=tmp_path).stdout)
+    [series] = [s for study in info["studies"] for s in study["series"]]
+    assert "a Siemens mosaic" in series["problem"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda ds: setattr(ds, "RescaleSlope", "NaN"), "RescaleSlope 'NaN' is not"),
+        (lambda ds: setattr(ds, "RescaleSlope", "0"), "RescaleSlope 0 would make every pixel one value"),
+        (lambda ds: setattr(ds, "BitsStored", 0), "BitsStored 0 does not fit BitsAllocated 16"),
+        (lambda ds: setattr(ds, "BitsStored", 17), "BitsStored 17 does not fit BitsAllocated 16"),
+    ],
+)
+def test_a_radiograph_with_an_impossible_pixel_header_is_refused(edit, words, tmp_path):
+    path = write_radiograph(tmp_path / "dx.dcm", np.full((32, 32), 100, np.uint16))
+    ds = pydicom.dcmread(path)
+    edit(ds)
+    ds.save_as(path)
+    with pytest.raises(InputError, match=words) as raised:
+        read_image(path)
+    assert str(raised.value).startswith(str(path))
+
+
+def test_a_dicom_file_without_preamble_or_file_meta_is_read(tmp_path):
+    """Some exports write the dataset alone (no 128-byte preamble, no file meta): pydicom reads it with
+    force=True, and so does medseg, giving the same image as the complete file."""
+    whole = write_radiograph(
+        tmp_path / "whole.dcm", np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) % 4000
+    )
+    ds = pydicom.dcmread(whole)
+    bare = tmp_path / "bare.dcm"
+    with open(bare, "wb") as handle:  # the data set alone, implicit VR little endian, as such exports write
+        pydicom.filewriter.write_dataset(pydicom.filebase.DicomFileLike(handle), ds)
+    assert bare.read_bytes()[128:132] != b"DICM"
+    np.testing.assert_array_equal(read_image(bare).array, read_image(whole).array)
+
+
+def test_a_metaimage_header_cannot_point_outside_its_folder(tmp_path):
+    outside = tmp_path / "secret.raw"
+    outside.write_bytes(bytes(64))
+    header = tmp_path / "inputs" / "volume.mhd"
+    header.parent.mkdir()
+    fields = ["ObjectType = Image", "NDims = 3", "DimSize = 4 4 4", "ElementType = MET_UCHAR"]
+    header.write_text("\n".join([*fields, "ElementDataFile = ../secret.raw"]) + "\n")
+    with pytest.raises(InputError, match=r"volume\.mhd: its ElementDataFile '\.\./secret\.raw' lies outside"):
+        read_image(header)
+
+
+def test_convert_writes_a_radiograph_as_the_2d_reader_reads_it(tmp_path):
+    """convert refused every radiograph ("no ImagePositionPatient"); it now writes what infer reads."""
+    stored = (np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) * 3) % 4000
+    folder = tmp_path / "dx"
+    folder.mkdir()
+    path = write_radiograph(folder / "dx.dcm", stored, photometric="MONOCHROME1", imager_spacing=[0.2, 0.2])
+    expected = read_image(path)
+    for source in (folder, path):
+        out = tmp_path / f"{source.name}.nii.gz"
+        done = _medseg("convert", str(source), str(out), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        written = read_image(out)
+        np.testing.assert_array_equal(written.array, expected.array)
+        np.testing.assert_allclose(written.spacing, expected.spacing)
+
+
+def test_a_palette_colour_png_is_refused_and_a_grey_palette_read(tmp_path):
+    indices = (np.arange(32 * 32).reshape(32, 32) % 4).astype(np.uint8)
+    for name, palette in (
+        ("colour", [255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9]),
+        ("grey", [0, 0, 0, 80, 80, 80, 160, 160, 160, 255, 255, 255]),
+    ):
+        picture = PIL.Image.fromarray(indices, mode="P")
+        picture.putpalette(palette + [0] * (768 - len(palette)))
+        picture.save(tmp_path / f"{name}.png")
+    with pytest.raises(InputError, match=r"colour\.png: palette-colour image"):
+        read_image(tmp_path / "colour.png")
+    grey = read_image(tmp_path / "grey.png")
+    np.testing.assert_array_equal(np.unique(grey.array), [0, 80, 160, 255])
+
+
+def test_a_png_promising_billions_of_pixels_is_refused_in_one_line(tmp_path):
+    """A 14000 x 14000 PNG header (PIL's decompression-bomb guard) is one line naming the file."""
+    path = tmp_path / "bomb.png"
+    PIL.Image.new("1", (14000, 14000)).save(path)
+    with pytest.raises(InputError, match=r"bomb\.png: refused: Image size \(196000000 pixels\)"):
+        read_image(path)
