@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 from monai.bundle import ConfigParser
+from monai.bundle.utils import EXPR_KEY, ID_REF_KEY, MACRO_KEY
 
 from medseg.bundles import CONFIGS_DIR, METADATA, require_trust
 from medseg.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
@@ -64,6 +65,12 @@ def read_config(
     if meta.is_file():
         parser.read_meta(str(meta))
     parser[ROOT_KEY] = str(bundle)
+    for key, value in overrides.items():
+        if isinstance(value, str) and value.startswith((EXPR_KEY, ID_REF_KEY, MACRO_KEY)):
+            raise ConfigError(
+                f"{key} {value!r}: values given on the command line are data, never config expressions "
+                f"(they may not start with {EXPR_KEY}, {ID_REF_KEY} or {MACRO_KEY})"
+            )
     parser.update({key: value for key, value in overrides.items() if value is not None})
     return parser
 

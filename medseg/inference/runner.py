@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import medseg
-from medseg.errors import MedsegError, OutOfDomainError
+from medseg.errors import InputError, MedsegError, OutOfDomainError
 from medseg.inference.discovery import Discovery, Job, shard
 from medseg.inference.domain import OK, OUT_OF_DOMAIN, DomainCheck
 from medseg.inference.output_names import (
@@ -134,17 +134,21 @@ def _write_seg(
     uids = image.meta["sop_instance_uids"] if job.kind == "dicom-series" else None
     headers = read_source_headers(job.files, uids)
     pseudonym = f"{PSEUDONYM_PREFIX}{job.key}" if anonymize else None
-    return write_seg(
-        labels,
-        headers,
-        out / SEG_NAME,
-        segmenter.class_names,
-        segmenter.name,
-        medseg.__version__,
-        pseudonym,
-        # the standing warning, and the domain flag where it is not ok
-        series_description=SERIES_DESCRIPTION if flag == OK else f"{SERIES_DESCRIPTION} [{flag}]",
-    )
+    try:
+        return write_seg(
+            labels,
+            headers,
+            out / SEG_NAME,
+            segmenter.class_names,
+            segmenter.name,
+            medseg.__version__,
+            pseudonym,
+            # the standing warning, and the domain flag where it is not ok
+            series_description=SERIES_DESCRIPTION if flag == OK else f"{SERIES_DESCRIPTION} [{flag}]",
+        )
+    except (ValueError, TypeError, AttributeError) as error:  # highdicom refusing what the source holds
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        raise InputError(job.label, f"cannot write its DICOM SEG ({reason})") from None
 
 
 def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) -> dict[str, Any]:

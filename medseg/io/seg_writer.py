@@ -23,6 +23,7 @@ from pydicom.uid import generate_uid
 import medseg
 from medseg.errors import GeometryError, InputError
 from medseg.io.dicom.anonymize import EMPTIED, anonymize
+from medseg.io.dicom.files import SkippedFile, read_dataset
 from medseg.io.dicom.frames import sop_instance_uid
 from medseg.io.image import LabelMap
 from medseg.utils.atomic import atomic_path
@@ -98,10 +99,17 @@ def read_source_headers(
     Without `sop_instance_uids` (one 2D image), the headers in the order of `files`.
     """
     by_uid = {}
+    frame_of_reference = generate_uid()  # one for the whole series, where its files carry none
     for path in files:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = read_dataset(Path(path), pixels=False)  # the same reader as the images (no preamble...)
+        if isinstance(ds, SkippedFile):
+            raise InputError(path, ds.reason)
         # Some files carry their UIDs only in the file meta; the SEG references them from the dataset.
         ds.SOPInstanceUID = sop_instance_uid(ds)
+        if not str(ds.get("SpecificCharacterSet", "") or "").strip():  # empty, common in PACS data:
+            ds.pop("SpecificCharacterSet", None)  # absent means the default repertoire
+        if not str(ds.get("FrameOfReferenceUID", "") or "").strip():  # the SEG needs one: made
+            ds.FrameOfReferenceUID = frame_of_reference
         if not ds.get("SOPClassUID"):
             ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
         for keyword in EMPTY_ALLOWED:  # the SEG copies them; DICOM allows them empty, not absent

@@ -168,3 +168,18 @@ def test_a_png_promising_billions_of_pixels_is_refused_in_one_line(tmp_path):
     PIL.Image.new("1", (14000, 14000)).save(path)
     with pytest.raises(InputError, match=r"bomb\.png: refused: Image size \(196000000 pixels\)"):
         read_image(path)
+
+
+def test_the_seg_of_a_series_with_an_empty_character_set_is_written(datasets_dir, tmp_path):
+    """The shared dcmqi CT says SpecificCharacterSet '' (common in PACS data): the SEG writer failed the
+    whole study after its mask was written. The empty value now means the default repertoire."""
+    series = datasets_dir / "dcmqi_ct3slice_seg" / "ct-3slice"
+    assert pydicom.dcmread(next(series.iterdir())).SpecificCharacterSet == ""
+    model = save_threshold_checkpoint(tmp_path / "ct.pt", 3, [2.0, 2.0, 1.0], [64, 64, 4])
+    done = _medseg(
+        "infer", str(series), "-m", str(model), "-o", str(tmp_path / "out"), "--no-overlays", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    [seg] = (tmp_path / "out").glob("*/seg.dcm")
+    written = pydicom.dcmread(seg)
+    assert written.FrameOfReferenceUID and written.Modality == "SEG"

@@ -110,3 +110,18 @@ def test_shipped_bundles_are_trusted_by_content_wherever_they_lie(tmp_path, caps
     assert status == 2 and str(missing) in err and "not one medseg shipped" not in err
     status, err = _run(capsys, "train", "--bundle", tmp_path / "edited", "--check")
     assert status == 2 and "not one medseg shipped (or it was changed)" in err
+
+
+@pytest.mark.parametrize(
+    "value", ["$open({mark!r}, 'w').close() or 'data'", "@bundle_root", "%configs/x.json#a"]
+)
+def test_command_line_values_are_data_never_bundle_expressions(value, tmp_path: Path, capsys):
+    """``--dataset_dir '$open(...)'`` would run as Python through MONAI's ConfigParser, even for a shipped
+    bundle: a value starting with $, @ or % is refused before the config is read."""
+    mark = tmp_path / "code_ran"
+    shipped = SHIPPED_DIR / "hippocampus_mri_3d"
+    status, err = _run(
+        capsys, "train", "--bundle", shipped, "--dataset_dir", value.format(mark=str(mark)), "--check"
+    )
+    assert status == 2 and "command line are data, never config expressions" in err
+    assert not mark.exists()
