@@ -11,14 +11,18 @@ import abc
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pydicom
 
 from medseg.errors import MedsegError
 from medseg.pacs.config import PacsConfig
+
+T = TypeVar("T")
 
 #: Hex digits of the SHA-256 of a Study Instance UID used as its key.
 KEY_LENGTH = 16
@@ -33,6 +37,47 @@ class PacsError(MedsegError):
 def study_key(study_instance_uid: str) -> str:
     """The name of a study in logs, folders and the state file."""
     return hashlib.sha256(study_instance_uid.encode("ascii")).hexdigest()[:KEY_LENGTH]
+
+
+logger = logging.getLogger(__name__)
+#: A DICOM UID: digits and dots, at most 64 characters.
+UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def _uid(ds: pydicom.Dataset, keyword: str) -> str:
+    value = _text(ds, keyword).strip()
+    if len(value) > 64 or not UID_PATTERN.fullmatch(value):
+        raise ValueError(f"{keyword} {value[:70]!r} is not a UID")
+    return value
+
+
+def _count(ds: pydicom.Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{keyword} {str(value)[:20]!r} is not a whole number") from None
+
+
+def parse_records(records: object, build: Callable[[pydicom.Dataset], T], what: str) -> list[T]:
+    """`build` applied to each record of a PACS answer (DICOM JSON objects or datasets). An answer that
+    is not a list is a `PacsError`; a malformed record is logged (without patient data) and skipped, so
+    one bad record never stops a search, a retrieval or a watcher."""
+    if not isinstance(records, list):
+        raise PacsError(f"{what}: the PACS answered with a {type(records).__name__}, not a list of records")
+    built = []
+    for number, record in enumerate(records, start=1):
+        try:
+            dataset = record if isinstance(record, pydicom.Dataset) else pydicom.Dataset.from_json(record)
+            built.append(build(dataset))
+        except Exception as error:  # malformed JSON, values or VRs, from a PACS we do not control
+            reason = " ".join(str(error).split())[:200]
+            logger.warning(
+                "%s: record %d is malformed and skipped (%s: %s)", what, number, type(error).__name__, reason
+            )
+    return built
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
@@ -67,13 +112,12 @@ class Study:
 
     @classmethod
     def from_dataset(cls, ds: pydicom.Dataset) -> Study:
-        count = ds.get("NumberOfStudyRelatedInstances")
         modalities = _text(ds, "ModalitiesInStudy")
         return cls(
-            study_instance_uid=_text(ds, "StudyInstanceUID"),
+            study_instance_uid=_uid(ds, "StudyInstanceUID"),
             study_date=_text(ds, "StudyDate"),
             modalities=tuple(m for m in modalities.split("\\") if m),
-            number_of_instances=None if count in (None, "") else int(count),
+            number_of_instances=_count(ds, "NumberOfStudyRelatedInstances"),
         )
 
 
@@ -88,11 +132,10 @@ class Series:
 
     @classmethod
     def from_dataset(cls, ds: pydicom.Dataset) -> Series:
-        count = ds.get("NumberOfSeriesRelatedInstances")
         return cls(
-            series_instance_uid=_text(ds, "SeriesInstanceUID"),
+            series_instance_uid=_uid(ds, "SeriesInstanceUID"),
             modality=_text(ds, "Modality"),
-            number_of_instances=None if count in (None, "") else int(count),
+            number_of_instances=_count(ds, "NumberOfSeriesRelatedInstances"),
             description=_text(ds, "SeriesDescription"),
         )
 

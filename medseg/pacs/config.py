@@ -8,6 +8,7 @@ log line can contain it.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from medseg.errors import ConfigError, InputError
+
+logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("dicomweb", "dimse")
 #: Environment variable -> setting. Values from the environment override the file.
@@ -36,7 +39,12 @@ ENV_VARIABLES = {
     "MEDSEG_PACS_CLIENT_KEY": "client_key",
     "MEDSEG_PACS_TLS": "tls",
     "MEDSEG_PACS_TIMEOUT": "timeout_s",
+    "MEDSEG_PACS_ALLOW_INSECURE_HTTP": "allow_insecure_http",
 }
+#: Settings that are yes/no.
+FLAGS = ("tls", "allow_insecure_http")
+#: Host names whose traffic never leaves the machine: credentials over plain http stay on it.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 #: DICOM AE titles are at most 16 characters of printable ASCII, without backslash.
 AE_TITLE_LENGTH = 16
 DEFAULT_TIMEOUT_S = 60.0
@@ -59,6 +67,9 @@ class PacsConfig:
     client_cert: str = ""  # PEM certificate for mutual TLS
     client_key: str = ""
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: Send the username and password over plain http:// to another machine (readable by anyone on the
+    #: network on the way). Off: such a configuration is refused.
+    allow_insecure_http: bool = False
 
     def describe(self) -> str:
         """One line for logs: where medseg connects, never the password."""
@@ -81,9 +92,9 @@ def _coerce(name: str, value: Any) -> Any:
         return int(value)
     if name == "timeout_s":
         return float(value)
-    if name == "tls" and isinstance(value, str):
+    if name in FLAGS and isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
-    return value if name == "tls" else str(value)
+    return value if name in FLAGS else str(value)
 
 
 def _validate(config: PacsConfig) -> PacsConfig:
@@ -95,6 +106,14 @@ def _validate(config: PacsConfig) -> PacsConfig:
             raise ConfigError("pacs url: give the DICOMweb root as http(s)://host[:port]/path")
         if parts.username or parts.password:
             raise ConfigError("pacs url must not hold credentials; set username and MEDSEG_PACS_PASSWORD")
+        plain = parts.scheme == "http" and (config.username or config.password)
+        if plain and parts.hostname not in LOOPBACK_HOSTS:
+            if not config.allow_insecure_http:
+                raise ConfigError(
+                    f"pacs url {config.url}: the password would cross the network unencrypted over http; "
+                    "use https, or set allow_insecure_http: true if you must"
+                )
+            logger.warning("PACS credentials are sent unencrypted over http to %s", parts.hostname)
     else:
         if not config.host:
             raise ConfigError("pacs host: DIMSE needs the PACS host name (and port, called_aet)")

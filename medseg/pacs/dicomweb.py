@@ -17,7 +17,7 @@ import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
 
-from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery, save_instance
+from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery, parse_records, save_instance
 from medseg.pacs.config import PacsConfig
 
 #: Ask for instances in the transfer syntax they are stored in (no transcoding on the server).
@@ -29,8 +29,20 @@ SERIES_FIELDS = ("NumberOfSeriesRelatedInstances", "SeriesDescription")
 T = TypeVar("T")
 
 
+class PinnedCASession(requests.Session):
+    """A session whose configured CA bundle is the one trusted: requests lets REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE (common on hospital hosts) replace a session's ``verify`` on every request, so a PACS
+    behind a private CA failed, and a CA the user did not choose was trusted."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str) and verify in (None, True):
+            settings["verify"] = self.verify
+        return settings
+
+
 def _session(config: PacsConfig) -> requests.Session:
-    session = requests.Session()
+    session = PinnedCASession()
     if config.username:
         session.auth = (config.username, config.password)
     if config.ca_bundle:
@@ -82,7 +94,7 @@ class DicomWebClient(PacsClient):
                 search_filters={key: value for key, value in filters.items() if value},
             ),
         )
-        return [Study.from_dataset(pydicom.Dataset.from_json(item)) for item in found]
+        return parse_records(found, Study.from_dataset, "QIDO-RS study search")
 
     def find_series(self, study_instance_uid: str, modality: str = "") -> list[Series]:
         found = self._call(
@@ -93,7 +105,7 @@ class DicomWebClient(PacsClient):
                 search_filters={"Modality": modality} if modality else None,
             ),
         )
-        return [Series.from_dataset(pydicom.Dataset.from_json(item)) for item in found]
+        return parse_records(found, Series.from_dataset, "QIDO-RS series search")
 
     def retrieve_series(self, study_instance_uid: str, series_instance_uid: str, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
 from pynetdicom import sop_class as sop
 from pynetdicom.association import Association
 
-from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery, save_instance
+from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery, parse_records, save_instance
 
 FIND_MODEL = sop.StudyRootQueryRetrieveInformationModelFind
 GET_MODEL = sop.StudyRootQueryRetrieveInformationModelGet
@@ -116,7 +116,7 @@ class DimseClient(PacsClient):
         identifier.ModalitiesInStudy = query.modality
         identifier.AccessionNumber = query.accession_number
         identifier.NumberOfStudyRelatedInstances = ""
-        return [Study.from_dataset(ds) for ds in self._find(identifier, "C-FIND studies")]
+        return parse_records(self._find(identifier, "C-FIND studies"), Study.from_dataset, "C-FIND studies")
 
     def find_series(self, study_instance_uid: str, modality: str = "") -> list[Series]:
         identifier = pydicom.Dataset()
@@ -126,7 +126,7 @@ class DimseClient(PacsClient):
         identifier.Modality = modality
         identifier.SeriesDescription = ""
         identifier.NumberOfSeriesRelatedInstances = ""
-        return [Series.from_dataset(ds) for ds in self._find(identifier, "C-FIND series")]
+        return parse_records(self._find(identifier, "C-FIND series"), Series.from_dataset, "C-FIND series")
 
     def _sop_classes(self, study_instance_uid: str) -> list[str]:
         """SOP classes in a study (SOPClassesInStudy; optional for a PACS: empty when not answered)."""

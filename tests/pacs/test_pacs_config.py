@@ -67,3 +67,38 @@ def test_cli_error_for_bad_settings_is_one_line_without_the_password(tmp_path, c
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "credentials" in error
     assert SECRET not in error and SECRET not in caplog.text
+
+
+def test_credentials_over_plain_http_to_another_machine_need_an_explicit_yes(caplog):
+    """Basic auth over http:// is readable by anyone on the network: refused unless allowed, then warned
+    about; on the loopback interface (a PACS on the same machine) it never crosses a network."""
+    environ = {"MEDSEG_PACS_URL": "http://pacs.hospital.example/dicom-web", "MEDSEG_PACS_USERNAME": "medseg"}
+    environ["MEDSEG_PACS_PASSWORD"] = SECRET
+    with pytest.raises(ConfigError, match="password would cross the network unencrypted") as error:
+        load_config(None, environ)
+    assert SECRET not in str(error.value)
+    with caplog.at_level(logging.WARNING):
+        config = load_config(None, {**environ, "MEDSEG_PACS_ALLOW_INSECURE_HTTP": "yes"})
+    assert config.allow_insecure_http and "sent unencrypted over http" in caplog.text
+    assert (
+        load_config(None, {**environ, "MEDSEG_PACS_URL": "http://127.0.0.1:8042/dicom-web"}).password
+        == SECRET
+    )
+    assert load_config(None, {"MEDSEG_PACS_URL": "http://pacs.hospital.example/dicom-web"}).username == ""
+
+
+def test_the_configured_ca_bundle_is_the_one_trusted_whatever_the_environment(tmp_path, monkeypatch):
+    from medseg.pacs.dicomweb import _session
+
+    ours, theirs = tmp_path / "hospital-ca.pem", tmp_path / "system.pem"
+    ours.write_text("ours"), theirs.write_text("theirs")
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.setenv(variable, str(theirs))
+        config = load_config(
+            None, {"MEDSEG_PACS_URL": "https://pacs.example/dicom-web", "MEDSEG_PACS_CA_BUNDLE": str(ours)}
+        )
+        settings = _session(config).merge_environment_settings(
+            "https://pacs.example/dicom-web", {}, False, None, None
+        )
+        assert settings["verify"] == str(ours), variable
+        monkeypatch.delenv(variable)
