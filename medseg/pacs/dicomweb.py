@@ -9,12 +9,14 @@ number) nor the credentials.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import pydicom
 import requests
+import urllib3
 from dicomweb_client.api import DICOMwebClient
 
 from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery, parse_records, save_instance
@@ -27,12 +29,47 @@ STUDY_FIELDS = ("ModalitiesInStudy", "NumberOfStudyRelatedInstances")
 SERIES_FIELDS = ("NumberOfSeriesRelatedInstances", "SeriesDescription")
 
 T = TypeVar("T")
+#: Bytes read at a time while a whole answer is held to its deadline.
+DEADLINE_CHUNK_BYTES = 64 * 1024
 
 
-class PinnedCASession(requests.Session):
-    """A session whose configured CA bundle is the one trusted: requests lets REQUESTS_CA_BUNDLE or
-    CURL_CA_BUNDLE (common on hospital hosts) replace a session's ``verify`` on every request, so a PACS
-    behind a private CA failed, and a CA the user did not choose was trusted."""
+class PacsSession(requests.Session):
+    """The DICOMweb session: its configured CA bundle is the one trusted, and every answer must arrive
+    within `deadline_s` in all.
+
+    requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (common on hospital hosts) replace a session's
+    ``verify`` on every request, so a PACS behind a private CA failed, and a CA the user did not choose
+    was trusted. And its timeout bounds each read, not the answer: a server sending a byte a second kept
+    a 3 s timeout busy for 39 s; here the body is read in chunks against the deadline.
+    """
+
+    def __init__(self, deadline_s: float) -> None:
+        super().__init__()
+        self.deadline_s = deadline_s
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        start = time.monotonic()
+        response = super().send(request, **{**kwargs, "stream": True})
+        if kwargs.get("stream"):
+            return response
+        chunks = []
+        raw = response.raw
+        arriving = (  # whatever has arrived, decoded: chunk by chunk, or up to the buffer's size
+            raw.read_chunked(decode_content=True)
+            if raw.chunked
+            else iter(lambda: raw.read1(DEADLINE_CHUNK_BYTES, decode_content=True), b"")
+        )
+        try:
+            for chunk in arriving:
+                chunks.append(chunk)
+                if time.monotonic() - start > self.deadline_s:
+                    raise requests.Timeout(f"no complete answer within {self.deadline_s:g} s")
+        except urllib3.exceptions.HTTPError as error:  # as requests itself would report it
+            raise requests.ConnectionError(error) from None
+        finally:
+            response.close()
+        response._content = b"".join(chunks)  # what a non-streamed response holds
+        return response
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
@@ -42,7 +79,7 @@ class PinnedCASession(requests.Session):
 
 
 def _session(config: PacsConfig) -> requests.Session:
-    session = PinnedCASession()
+    session = PacsSession(config.timeout_s)
     if config.username:
         session.auth = (config.username, config.password)
     if config.ca_bundle:

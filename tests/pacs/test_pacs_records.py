@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from medseg.pacs.client import PacsError, Study, StudyQuery, parse_records
+from medseg.pacs.config import load_config
 from medseg.pacs.state import ProcessedStudies
 from medseg.pacs.watch import Watcher
 
@@ -63,3 +64,37 @@ class _Done:
     def __init__(self, key: str) -> None:
         self.key, self.ok, self.failures = key, True, []
         self.segmented = self.stored = self.already_stored = 0
+
+
+def test_a_pacs_dripping_its_answer_is_cut_at_the_deadline():
+    """timeout_s bounds the whole answer, not each read: a server sending a byte every 0.2 s is cut."""
+    import http.server
+    import threading
+    import time
+
+    from medseg.pacs.dicomweb import DicomWebClient
+
+    class Drip(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+        client = DicomWebClient(load_config(None, {"MEDSEG_PACS_URL": url, "MEDSEG_PACS_TIMEOUT": "1.5"}))
+        start = time.monotonic()
+        with pytest.raises(PacsError, match="cannot reach"):
+            client.find_studies(StudyQuery())
+        assert time.monotonic() - start < 5  # not the 20 s the drip would take
+    finally:
+        server.shutdown()
