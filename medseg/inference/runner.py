@@ -304,9 +304,14 @@ def clear_result(out: Path) -> None:
 def run_batch(
     discovery: Discovery, segmenter: Segmenter, out_dir: str | os.PathLike, options: RunOptions
 ) -> dict[str, Any]:
-    """Process this rank's share of `discovery` into `out_dir`; return (and write) the run summary."""
+    """Process this rank's share of `discovery` into `out_dir`; return (and write) the run summary.
+
+    A summary that cannot be written (a full disk, a read-only folder) is one `InputError` naming it."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(out_dir, f"cannot write results here ({error.strerror or error})") from None
     mine = shard(discovery.jobs, options.rank, options.world_size)
     records: list[dict[str, Any]] = []
     for number, job in enumerate(mine, start=1):
@@ -357,7 +362,10 @@ def run_batch(
             {"input": item["input"], "status": "skipped", "reason": item["reason"]}
             for item in discovery.skipped
         ]
-    return _write_summary(out_dir, records, options)
+    try:
+        return _write_summary(out_dir, records, options)
+    except OSError as error:
+        raise InputError(out_dir, f"cannot write {SUMMARY_NAME} ({error.strerror or error})") from None
 
 
 def _counts(records: list[dict[str, Any]]) -> dict[str, int]:

@@ -92,4 +92,16 @@ def write_volume(image: Image, path: str | os.PathLike) -> Path:
         raise ValueError(f"{path}: unsupported ending; use one of {', '.join(VOLUME_SUFFIXES)}")
     with atomic_path(path) as temporary:
         sitk.WriteImage(to_sitk(image), str(temporary), useCompression=True)
+        _check_written(temporary, path, image)
     return path
+
+
+def _check_written(temporary: Path, final: Path, image: Image) -> None:
+    """Read the written file back: SimpleITK's writers may return normally with a truncated file (a full
+    disk), which must never be published under its final name."""
+    try:
+        written = sitk.ReadImage(str(temporary))
+    except RuntimeError:
+        raise OSError(f"{final}: the written file does not read back (is the disk full?)") from None
+    if tuple(written.GetSize()) != tuple(image.array.shape):  # to_sitk keeps the array's axis order
+        raise OSError(f"{final}: the written file holds another size than the image (is the disk full?)")

@@ -22,7 +22,9 @@ def _full_suffix(path: Path) -> str:
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; on success rename it to `final`, on error remove it.
+    """Yield a temporary path beside `final`; on success flush it to disk and rename it to `final`, on
+    error remove it. A writer that returns without writing anything (some do, on a full disk) publishes
+    nothing: an empty temporary file is an `OSError`.
 
     The temporary name keeps the extension so that writers choosing a format by suffix still work.
     """
@@ -31,6 +33,10 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{_full_suffix(final)}")
     try:
         yield temporary
+        if not temporary.is_file() or temporary.stat().st_size == 0:
+            raise OSError(f"{final}: nothing was written (is the disk full?)")
+        with temporary.open("rb+") as handle:  # on disk before it has its final name
+            os.fsync(handle.fileno())
         os.replace(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)

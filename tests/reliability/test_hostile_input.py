@@ -183,3 +183,29 @@ def test_the_seg_of_a_series_with_an_empty_character_set_is_written(datasets_dir
     [seg] = (tmp_path / "out").glob("*/seg.dcm")
     written = pydicom.dcmread(seg)
     assert written.FrameOfReferenceUID and written.Modality == "SEG"
+
+
+def test_a_writer_that_leaves_a_truncated_file_publishes_nothing(tmp_path, monkeypatch, model):
+    """On a full disk SimpleITK's NIfTI writer returns normally with a truncated file: the job fails with
+    one line, no mask.nii.gz is published under its final name, and the batch records it (exit 3)."""
+    import SimpleITK as sitk
+
+    from medseg.cli.main import main
+
+    real_write = sitk.WriteImage
+
+    def full_disk(image, path, *args, **kwargs):
+        real_write(image, path, *args, **kwargs)
+        with open(path, "r+b") as handle:
+            handle.truncate(40)
+
+    monkeypatch.setattr(sitk, "WriteImage", full_disk)
+    (tmp_path / "in").mkdir()
+    write_radiograph(tmp_path / "in" / "dx.dcm", np.full((32, 32), 100, np.uint16))
+    assert (
+        main(["infer", str(tmp_path / "in"), "-m", str(model), "-o", str(tmp_path / "out"), "--force-domain"])
+        == 3
+    )
+    [item] = json.loads((tmp_path / "out" / "summary.json").read_text())["items"]
+    assert item["status"] == "failed" and "is the disk full?" in item["reason"]
+    assert not list((tmp_path / "out").rglob("mask.nii.gz")) and not list((tmp_path / "out").rglob("*.tmp*"))
