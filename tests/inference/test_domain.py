@@ -70,11 +70,11 @@ def test_every_bundle_skips_inputs_outside_its_domain_and_flags_the_rest(bundle,
 
 def test_force_domain_segments_and_keeps_the_flag(mixed_folder, tmp_path):
     out = tmp_path / "out"
-    argv = ["infer", str(mixed_folder / "ct"), "-m", "hippocampus_mri_3d", "-o", str(out), "--no-overlays"]
+    argv = ["infer", str(mixed_folder / "mri"), "-m", "abdomen_ct_3d", "-o", str(out), "--no-overlays"]
     assert main([*argv, "--force-domain"]) == 0
     [result] = out.glob("*/result.json")
     domain = json.loads(result.read_text())["domain"]
-    assert domain["flag"] == OUT_OF_DOMAIN and "trained on MR, the input is CT" in domain["reasons"][0]
+    assert domain["flag"] == OUT_OF_DOMAIN and "trained on CT, the input is MR" in domain["reasons"][0]
 
 
 def _plan(modality: str, spacing: list[float], shape: list[float], low: float, high: float) -> Plan:
