@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medseg.cli.infer import key_value
 from medseg.errors import InputError
 from medseg.io.dicom import read_series
 from medseg.io.dicom.geometry import REPAIRS
@@ -27,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repair", action="append", choices=sorted(REPAIRS), default=[], help="allow a resampling repair"
     )
     parser.add_argument("--time-point", type=int, help="TemporalPositionIdentifier to keep when several")
+    parser.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=key_value,
+        help="of a series stacking several volumes (echoes, magnitude/phase, GE 4D without temporal "
+        "positions), keep the one with this header value, e.g. EchoNumbers=1 (repeatable)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
             )
         image = read_image(series.files[0])
     else:
-        image = read_series(series.files, repair=args.repair, time_point=args.time_point)
+        image = read_series(
+            series.files, repair=args.repair, time_point=args.time_point, select=dict(args.select)
+        )
     write_volume(image, args.out)
     size = "x".join(str(n) for n in image.shape)
     spacing = "x".join(f"{v:.3g}" for v in image.spacing)

@@ -125,12 +125,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     select.add_argument("--force", action="store_true", help="redo inputs whose results already exist")
     select.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=key_value,
+        help="of DICOM series that stack several volumes at the same positions (echoes, magnitude/phase, "
+        "time points), segment the one with this header value, e.g. EchoNumbers=1 (repeatable)",
+    )
+    select.add_argument(
         "--force-domain",
         action="store_true",
         help="segment inputs the model was not trained for (another modality, 2D for a 3D model), which "
         "are otherwise skipped with the reason; their outputs stay flagged out-of-domain",
     )
     select.add_argument("--progress", action="store_true", help="show a progress bar over windows")
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``--select KEY=VALUE`` as a pair."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. EchoNumbers=1; got {text!r}")
+    return key.strip(), value.strip()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         uncertainty=args.uncertainty,
         force=args.force,
         force_domain=args.force_domain,
+        select=dict(args.select),
         progress=args.progress,
         rank=int(os.environ.get("RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),

@@ -83,6 +83,8 @@ class RunOptions:
     progress: bool = False
     #: Segment inputs the domain check calls out of domain instead of skipping them.
     force_domain: bool = False
+    #: Of a DICOM series stacking several volumes, the frames with these header values.
+    select: tuple[tuple[str, str], ...] = ()
 
     def outputs(self) -> dict[str, bool]:
         """The options that change what a result folder holds (recorded in result.json)."""
@@ -91,13 +93,14 @@ class RunOptions:
             "write_overlays": self.write_overlays,
             "anonymize": self.anonymize,
             "uncertainty": self.uncertainty,
+            "select": dict(self.select),
         }
 
 
-def read_job_image(job: Job) -> ScalarImage:
-    """The image of `job`, read with the reader its kind needs."""
+def read_job_image(job: Job, select: tuple[tuple[str, str], ...] = ()) -> ScalarImage:
+    """The image of `job`, read with the reader its kind needs (`select`: see `read_series`)."""
     if job.kind == "dicom-series":
-        return read_series(job.files)
+        return read_series(job.files, select=dict(select))
     image = read_image(job.files[0])
     assert isinstance(image, ScalarImage)
     return image
@@ -160,7 +163,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
     start = time.perf_counter()
     if job.problem:
         raise MedsegError(job.problem)
-    image = read_job_image(job)
+    image = read_job_image(job, options.select)
     domain = segmenter.check_domain(image)
     if domain.flag == OUT_OF_DOMAIN and not options.force_domain:
         raise OutOfDomainError(

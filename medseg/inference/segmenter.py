@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,7 @@ class Segmenter:
         uncertainty: bool | None = None,
         force: bool = False,
         force_domain: bool = False,
+        select: Mapping[str, str] | None = None,
         progress: bool = False,
         rank: int = 0,
         world_size: int = 1,
@@ -275,7 +276,8 @@ class Segmenter:
 
         `uncertainty` None writes the uncertainty map when there is disagreement to show (mirroring,
         zooms or several networks). Inputs the domain check calls out of domain are skipped with the
-        reason unless `force_domain`. With several processes, process `rank` of `world_size` takes every
+        reason unless `force_domain`. `select` picks one volume of DICOM series that stack several
+        (``{"EchoNumbers": "1"}``). With several processes, process `rank` of `world_size` takes every
         world_size-th input and the last to finish merges the summaries (``medseg infer`` passes torchrun's
         RANK and WORLD_SIZE).
         """
@@ -294,6 +296,7 @@ class Segmenter:
             uncertainty=uncertainty,
             force=force,
             force_domain=force_domain,
+            select=tuple(sorted((select or {}).items())),
             rank=rank,
             world_size=world_size,
             progress=progress,

@@ -209,3 +209,51 @@ def test_a_writer_that_leaves_a_truncated_file_publishes_nothing(tmp_path, monke
     [item] = json.loads((tmp_path / "out" / "summary.json").read_text())["items"]
     assert item["status"] == "failed" and "is the disk full?" in item["reason"]
     assert not list((tmp_path / "out").rglob("mask.nii.gz")) and not list((tmp_path / "out").rglob("*.tmp*"))
+
+
+def _stacked_series(folder: Path, key: str, values: tuple[str, str]) -> list[np.ndarray]:
+    """One series holding two volumes at the same positions that differ only by `key` (an echo pair, a
+    GE 4D series with TriggerTime and no TemporalPositionIdentifier); returns the two volumes' arrays."""
+    from dicom_factory import ct_image, edit, write_series
+
+    arrays = []
+    first = None
+    for number, value in enumerate(values):
+        image = ct_image(seed=number)
+        paths = write_series(image, folder / f"volume_{number}")
+        series = first or pydicom.dcmread(paths[0]).SeriesInstanceUID
+        first = series
+
+        def change(k, ds, value=value, series=series):
+            ds.SeriesInstanceUID = series
+            setattr(ds, key, value)
+            ds.pop("TemporalPositionIdentifier", None)
+            ds.pop("AcquisitionNumber", None)
+
+        edit(paths, change)
+        arrays.append(image.array)
+    return arrays
+
+
+@pytest.mark.parametrize(("key", "values"), [("EchoNumbers", ("1", "2")), ("TriggerTime", ("0", "250.5"))])
+def test_a_series_stacking_volumes_says_what_it_is_and_one_can_be_chosen(key, values, tmp_path):
+    from medseg.errors import GeometryError
+    from medseg.io.dicom import read_series
+
+    arrays = _stacked_series(tmp_path / "series", key, values)
+    with pytest.raises(
+        GeometryError, match=rf"stacks 2 volumes .* told apart by {key} \({values[0]}, {values[1]}\)"
+    ):
+        read_series(tmp_path / "series")
+    chosen = read_series(tmp_path / "series", select={key: values[1]})
+    np.testing.assert_array_equal(chosen.array, arrays[1])
+    done = _medseg(
+        "convert",
+        str(tmp_path / "series"),
+        str(tmp_path / "first.nii.gz"),
+        "--select",
+        f"{key}={values[0]}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(read_image(tmp_path / "first.nii.gz").array, arrays[0])

@@ -6,7 +6,7 @@ frame (geometry from the Shared/Per-frame Functional Groups). Everything here is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,20 @@ from medseg.io.dicom.values import integer, number, numbers, text, values_of
 
 #: Largest deviation from 1 of |row x column| for ImageOrientationPatient to count as orthonormal.
 UNIT_TOLERANCE = 1e-3
+
+
+#: Header keywords that tell apart the volumes of one series stacked at the same slice positions: time
+#: (TemporalPositionIdentifier, or GE's TriggerTime without it), echoes (field maps, multi-echo), image
+#: types (magnitude / phase), acquisitions, diffusion b-values.
+STACK_KEYS = (
+    "TemporalPositionIdentifier",
+    "AcquisitionNumber",
+    "EchoNumbers",
+    "EchoTime",
+    "ImageType",
+    "TriggerTime",
+    "DiffusionBValue",
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,9 @@ class Frame:
     temporal_position: int | None  # TemporalPositionIdentifier / TemporalPositionIndex
     acquisition_number: int | None
     slice_thickness: float | None
+    #: The values that tell apart volumes stacked at the same positions (echo, image type, time...), by
+    #: keyword (`STACK_KEYS`), as text; absent keywords are left out.
+    stack_values: dict[str, str] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -129,6 +146,7 @@ def _frame(
         temporal_position=temporal_position,
         acquisition_number=integer(ds, "AcquisitionNumber"),
         slice_thickness=number(measures, "SliceThickness") if measures is not None else None,
+        stack_values={key: value for key in STACK_KEYS if (value := text(ds, key).strip())},
     )
 
 

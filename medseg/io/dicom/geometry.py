@@ -10,13 +10,13 @@ uniform (missing slices included) or when the slices are sheared (gantry tilt), 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from medseg.errors import GeometryError
-from medseg.io.dicom.frames import Frame
+from medseg.io.dicom.frames import STACK_KEYS, Frame
 
 #: Repairs that can be asked for, each documented in docs/io.md.
 REPAIRS = {
@@ -64,13 +64,21 @@ def check_repairs(repair: Collection[str]) -> None:
         raise ValueError(f"unknown repair {sorted(unknown)}; choose from {sorted(REPAIRS)}")
 
 
-def assemble(frames: Sequence[Frame], repair: Collection[str] = (), time_point: int | None = None) -> Stack:
-    """Sort `frames` into slice order and validate the grid; see the module docstring."""
+def assemble(
+    frames: Sequence[Frame],
+    repair: Collection[str] = (),
+    time_point: int | None = None,
+    select: Mapping[str, str] | None = None,
+) -> Stack:
+    """Sort `frames` into slice order and validate the grid; see the module docstring. `select` keeps the
+    frames whose header values match (``{"EchoNumbers": "1"}``) when a series stacks several volumes."""
     check_repairs(repair)
     if not frames:
         raise GeometryError(None, "no image frames to assemble")
     _check_consistent(frames)
+    frames = _select_volume(frames, select or {})
     frames = _select_time_point(frames, time_point)
+    _check_stacked(frames)
     reference = frames[0]
     normal = reference.normal
     frames = sorted(frames, key=lambda f: float(f.position @ normal))
@@ -125,6 +133,59 @@ def _check_consistent(frames: Sequence[Frame]) -> None:
                 f"PixelSpacing {list(frame.pixel_spacing)} differs from {list(reference.pixel_spacing)} "
                 f"in {reference.where}",
             )
+
+
+def _matches(frame: Frame, key: str, wanted: str) -> bool:
+    value = frame.stack_values.get(key)
+    if value is None:
+        return False
+    try:
+        return float(value) == float(wanted)
+    except ValueError:
+        return value.replace("\\", "/").upper() == wanted.replace("\\", "/").upper()
+
+
+def _select_volume(frames: Sequence[Frame], select: Mapping[str, str]) -> list[Frame]:
+    """The frames whose header values match every `select` entry; say what the stack is when positions
+    repeat and a header keyword tells the volumes apart."""
+    for key, wanted in select.items():
+        if key not in STACK_KEYS:
+            raise GeometryError(None, f"cannot select by {key!r}; choose one of {', '.join(STACK_KEYS)}")
+        chosen = [frame for frame in frames if _matches(frame, key, wanted)]
+        if not chosen:
+            found = sorted({f.stack_values.get(key, "(none)") for f in frames})
+            raise GeometryError(
+                frames[0].path.parent, f"no frames with {key} {wanted}; the series has {found}"
+            )
+        frames = chosen
+    return list(frames)
+
+
+def _check_stacked(frames: Sequence[Frame]) -> None:
+    """When positions still repeat and one header keyword splits the frames into volumes of one size each,
+    say what the stack is and how to choose (instead of a bare "duplicate slice")."""
+    normal = frames[0].normal
+    rounded = Counter(round(float(f.position @ normal) / SAME_POSITION_MM) for f in frames)
+    repeats = max(rounded.values())
+    if repeats == 1:
+        return
+    for key in STACK_KEYS:
+        groups = Counter(f.stack_values.get(key) for f in frames)
+        if None in groups or len(groups) != repeats or len(set(groups.values())) != 1:
+            continue
+        values = ", ".join(sorted(groups, key=_number_first))
+        raise GeometryError(
+            frames[0].path.parent,
+            f"the series stacks {repeats} volumes at the same slice positions, told apart by {key} "
+            f"({values}); choose one with --select {key}=VALUE",
+        )
+
+
+def _number_first(value: str) -> tuple[float, str]:
+    try:
+        return float(value), value
+    except ValueError:
+        return float("inf"), value
 
 
 def _time_key(frame: Frame) -> int | None:

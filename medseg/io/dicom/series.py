@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,15 @@ def read_series(
     series_uid: str | None = None,
     repair: Collection[str] = (),
     time_point: int | None = None,
+    select: Mapping[str, str] | None = None,
 ) -> ScalarImage:
     """Read the DICOM series in folder `source` (any depth) or in the listed files.
 
     `series_uid` picks one series when several are present (otherwise that is an InputError that lists
     them); `repair` allows the resampling repairs of `medseg.io.dicom.geometry.REPAIRS`; `time_point`
-    picks one TemporalPositionIdentifier (or AcquisitionNumber) when a series repeats its positions.
+    picks one TemporalPositionIdentifier (or AcquisitionNumber) when a series repeats its positions;
+    `select` keeps the frames whose header values match (``{"EchoNumbers": "1"}``, keywords of
+    `medseg.io.dicom.frames.STACK_KEYS`) when it stacks several volumes.
     """
     if isinstance(source, (str, os.PathLike)):
         where, paths = Path(source), list_files(source)
@@ -58,7 +61,7 @@ def read_series(
     for path, ds in images:
         check_decodable(ds, path)
     frames = [frame for path, ds in images for frame in frames_of(ds, path)]
-    stack = assemble(frames, repair, time_point)
+    stack = assemble(frames, repair, time_point, select)
     array = _rescaled_stack(stack.frames, datasets)
     if stack.needs("resample_tilt"):
         array = remove_tilt(array, stack)
