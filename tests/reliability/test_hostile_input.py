@@ -257,3 +257,16 @@ def test_a_series_stacking_volumes_says_what_it_is_and_one_can_be_chosen(key, va
     )
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(read_image(tmp_path / "first.nii.gz").array, arrays[0])
+
+
+def test_errors_at_the_model_stage_name_the_file_not_dicom(tmp_path):
+    """Errors raised while segmenting named the image by its reader ("dicom: the model is 3D...")."""
+    from medseg.cli.main import main
+
+    (tmp_path / "in").mkdir()
+    path = write_radiograph(tmp_path / "in" / "dx.dcm", np.full((32, 32), 100, np.uint16))
+    model = save_threshold_checkpoint(tmp_path / "m3d.pt", 3, [1.0, 1.0, 1.0], [16, 16, 16])
+    argv = ["infer", str(tmp_path / "in"), "-m", str(model), "-o", str(tmp_path / "out"), "--force-domain"]
+    assert main(argv) == 3
+    [item] = json.loads((tmp_path / "out" / "summary.json").read_text())["items"]
+    assert item["reason"].startswith(f"{path}: the model is 3D")

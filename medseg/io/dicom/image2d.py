@@ -42,7 +42,7 @@ def read_dicom_image(path: str | os.PathLike, *, voi: bool = False) -> ScalarIma
     if stored.shape[0] != 1:
         raise InputError(path, f"{stored.shape[0]} frames: read it as a volume with read_series")
     values, value_range = _values(stored[0], ds, voi)
-    meta: dict[str, object] = {"modality": str(ds.get("Modality", "")), "source": "dicom"}
+    meta: dict[str, object] = {"modality": str(ds.get("Modality", "")), "source": str(path)}
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
         values = value_range[0] + value_range[1] - values
         meta["inverted"] = True

@@ -132,7 +132,8 @@ def _rescaled_stack(frames: Sequence[Frame], datasets: dict[Path, pydicom.Datase
 
 
 def _meta(ds: pydicom.Dataset, stack: Stack, slices: int, skipped: int) -> dict[str, object]:
-    """Non-identifying facts about the series (no patient names, IDs or dates)."""
+    """Non-identifying facts about the series (no patient names, IDs or dates from the headers), and its
+    folder as the source that errors name."""
     meta: dict[str, object] = {
         "modality": str(ds.get("Modality", "")),
         "study_instance_uid": str(ds.get("StudyInstanceUID", "")),
@@ -141,7 +142,7 @@ def _meta(ds: pydicom.Dataset, stack: Stack, slices: int, skipped: int) -> dict[
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
         "sop_instance_uids": [f.sop_instance_uid for f in stack.frames],
         "number_of_slices": slices,
-        "source": "dicom",
+        "source": str(stack.frames[0].path.parent),  # what errors about the image name
     }
     if stack.frames[0].multi_frame:
         meta["frame_numbers"] = [f.index + 1 for f in stack.frames]  # 1-based, as DICOM references frames
