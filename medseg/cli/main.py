@@ -69,8 +69,12 @@ def configure_logging(debug: bool) -> None:
     )
     if not debug:
         warnings.filterwarnings("ignore")
-        for noisy in ("monai", "highdicom", "pydicom"):
+        for noisy in ("monai", "highdicom"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        # pydicom's decoders log a whole traceback for pixel data they cannot decode; medseg reports the
+        # same failure in one line naming the file (--debug shows them).
+        for decoder in ("pydicom", "pylibjpeg", "libjpeg", "openjpeg"):
+            logging.getLogger(decoder).setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
