@@ -92,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"medseg {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a read-only folder: what the user must fix, in one line
+        if args.debug:
+            raise
+        print(f"medseg {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

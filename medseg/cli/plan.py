@@ -35,6 +35,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What `medseg.io.masks` did to a label file, in words.
+INTERPRETATIONS = {
+    "0/255": "0/255 masks read as 0/1",
+    "anti-aliased": "anti-aliased 8-bit masks binarised at > 127",
+    "thresholded": "binarised at the given --mask-threshold",
+    "threshold_not_applied": "values below the --mask-threshold kept as labels (it would have emptied them)",
+}
+
+
 def summary(plan, fingerprint: dict) -> str:
     """The integrity table of a planned dataset: sizes, classes with voxels and cases, what was read how,
     and what looks wrong."""
@@ -52,6 +61,6 @@ def summary(plan, fingerprint: dict) -> str:
         share = "" if entry["foreground_fraction"] is None else f"{entry['foreground_fraction']:.3f}"
         lines.append(f"  {name:25s} {value:>5s}  {entry['cases_present']:>5d}  {share}")
     for kind, count in fingerprint.get("label_interpretation", {}).items():
-        lines.append(f"  note: {count} label file(s) read as {kind} masks and binarised")
+        lines.append(f"  note: {count} label file(s): {INTERPRETATIONS.get(kind, kind)}")
     lines += [f"  warning: {text}" for text in fingerprint.get("warnings", [])]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections import Counter
 from html import escape
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from medseg.errors import InputError
 from medseg.inference.output_names import UNCERTAINTY_NAME
 from medseg.io.image import Image, ScalarImage
 from medseg.io.reader import read_image
-from medseg.io.resample import resample_to
+from medseg.io.resample import reorient, resample_to
 from medseg.metrics.aggregate import BOOTSTRAP_SAMPLES
 from medseg.metrics.cohort import evaluate_cohort, read_class_names, read_prediction, read_reference
 from medseg.metrics.evaluate import DEFAULT_NSD_TOLERANCE_MM
@@ -87,11 +88,12 @@ def _studies(args: argparse.Namespace) -> list[dict]:
         for role, given in roles.items()
         if given
     }
+    owners = Counter(name for aliases, _, _ in masks for name in aliases)  # a shared name matches nothing
     studies = []
     for aliases, mask, record in masks:
         study: dict = {"name": aliases[0], "mask": mask, "record": record}
         for role, paths in found.items():
-            path = paths["*"] if single else _matched(paths, aliases)
+            path = paths["*"] if single else _matched(paths, tuple(n for n in aliases if owners[n] == 1))
             if path is None:
                 raise InputError(mask, f"no {role} for case {aliases[0]!r}")
             study[role] = path
@@ -102,10 +104,15 @@ def _studies(args: argparse.Namespace) -> list[dict]:
 
 
 def _on_grid(image: Image, grid: Image, resample: bool) -> Image:
-    """`image` itself, or with `resample` and a different grid, resampled onto `grid`."""
-    if image.same_grid(grid) or not resample:
+    """`image` itself; the same voxels in `grid`'s axis order and direction (exact); or with `resample`
+    and a different grid, resampled onto `grid`."""
+    if image.same_grid(grid):
         return image
-    return resample_to(image, grid)
+    if image.orientation != grid.orientation and (turned := reorient(image, grid.orientation)).same_grid(
+        grid
+    ):
+        return turned
+    return resample_to(image, grid) if resample else image
 
 
 def run(args: argparse.Namespace) -> int:

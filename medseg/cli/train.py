@@ -99,7 +99,7 @@ def json_labels(text: str | None) -> dict | None:
 
 
 def is_config_file(path: Path) -> bool:
-    """A YAML file, or a JSON object with the run's ``dataset`` and ``output`` (else a dataset manifest)."""
+    """A YAML file, or a JSON object naming the run's ``dataset`` (else a dataset manifest)."""
     if path.suffix.lower() in (".yaml", ".yml"):
         return True
     if path.suffix.lower() != ".json" or path.name == "dataset.json" or not path.is_file():
@@ -108,7 +108,7 @@ def is_config_file(path: Path) -> bool:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return True  # let the config reader say what is wrong with it
-    return isinstance(document, dict) and "dataset" in document and "output" in document
+    return isinstance(document, dict) and "dataset" in document  # a manifest lists "cases" instead
 
 
 def overrides_from(args: argparse.Namespace) -> dict:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.io.dicom.files import SkippedFile, non_image_reason, read_dataset
 from medseg.io.png import is_png_file
 from medseg.io.reader import SEG_SOP_CLASS
 from medseg.io.volume import VOLUME_SUFFIXES, is_volume_file
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 #: Folder names tried, in order, for 2D image/mask pairs.
 IMAGE_FOLDER_NAMES = ("images", "image", "imgs")
 MASK_FOLDER_NAMES = ("masks", "mask", "labels", "label")
-#: Mask file suffixes tried, in order, when masks are named ``<image stem><suffix>`` (the first that pairs
-#: every image wins; "" is the image's own name).
+#: Mask file suffixes tried when masks are named ``<image stem><suffix>``: the one that pairs the most
+#: images wins ("" is the image's own name).
 MASK_SUFFIXES = ("", "_mask", "_seg", "_label", "_labels", "_gt")
 #: Separator between channel paths in one CSV ``image`` cell.
 CSV_CHANNEL_SEPARATOR = ";"
@@ -302,8 +303,6 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
     folder with one image series and one label volume (``label.nii.gz``, ``.nrrd``...) beside it is a case
     too. A folder without a label is listed in a warning and left out: unlabelled, never labelled
     background."""
-    import pydicom
-
     root = Path(root)
     cases, unlabelled = [], []
     for case_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -314,9 +313,8 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
             if is_volume_file(path):
                 volumes.append(path)
                 continue
-            try:
-                header = pydicom.dcmread(path, stop_before_pixels=True)
-            except Exception:  # not DICOM: not part of a study
+            header = read_dataset(path, pixels=False)  # the images' own reader (bare files too)
+            if isinstance(header, SkippedFile):  # not DICOM: not part of a study
                 continue
             if str(header.get("SOPClassUID", "")) == SEG_SOP_CLASS:
                 referenced = [
@@ -336,10 +334,11 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
             unlabelled.append(case_dir.name)
         for number, (seg, referenced) in enumerate(segs):
             places = [folders[uid] for uid in referenced if uid in folders]
-            if not places:
-                raise InputError(seg, f"the series this SEG references is not in {case_dir.name}/")
-            if len(places[0]) != 1:
-                raise InputError(seg, "its series is spread over several folders; put it in one folder")
+            if not places or len(places[0]) != 1:
+                why = "the series it references is not here" if not places else "its series spans folders"
+                log.warning("%s: left out: %s", seg, why)
+                unlabelled.append(case_dir.name)
+                continue
             case_id = case_dir.name if len(segs) == 1 else f"{case_dir.name}_{number}"
             cases.append({"id": case_id, "image": str(next(iter(places[0]))), "label": str(seg)})
     if unlabelled:
@@ -360,21 +359,15 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
 
 
 def dicom_modality(cases: list[Record], default: str = "unknown") -> str:
-    """The Modality the cases' DICOM series record (their first files' headers), if they agree."""
-    import pydicom
-
+    """The Modality the cases' DICOM image series record (the first image file of each), if they agree."""
     found = set()
     for case in cases:
-        first = next((p for p in sorted(Path(case["image"]).rglob("*")) if p.is_file()), None)
-        if first is None:
-            continue
-        try:
-            found.add(
-                str(pydicom.dcmread(first, stop_before_pixels=True, specific_tags=["Modality"]).Modality)
-            )
-        except Exception:  # an unreadable file is reported when the case is loaded
-            continue
-    return found.pop() if len(found) == 1 else default
+        for path in sorted(p for p in Path(case["image"]).rglob("*") if p.is_file()):
+            header = read_dataset(path, pixels=False)
+            if not isinstance(header, SkippedFile) and non_image_reason(header) is None:
+                found.add(str(header.get("Modality", "")))
+                break
+    return found.pop() if len(found) == 1 and "" not in found else default
 
 
 def seg_class_names(cases: list[Record]) -> dict[int, str]:

@@ -10,8 +10,8 @@ compares one input with them, as a second opinion must before anyone reads its m
 * **spacing** and **field of view**: more than `SPACING_RATIO` / `FIELD_RATIO` times finer or coarser
   than the training median is a caution (the network sees anatomy at another scale);
 * **intensity**: for CT (Hounsfield units mean the same everywhere) an image whose middle half lies
-  outside the training intensities is a caution; an image with many voxels below `AIR_HU` given to a
-  model that never saw a negative value (MR, radiographs) looks like CT: out of domain.
+  outside the training intensities is a caution; an image with many voxels below `AIR_HU` given to an MR
+  or radiograph model that never saw a negative value looks like CT: out of domain.
 
 Inputs flagged out of domain are skipped with the reason unless the user forces them; every flag and its
 reasons go where the user looks (the console line, result.json, summary.json, report.html).
@@ -113,7 +113,7 @@ def _check_intensity(check: DomainCheck, image: ScalarImage, intensity: dict, fa
         values = values[:: values.size // INTENSITY_SAMPLES]
     values = values.astype(np.float64)
     low, high = float(intensity.get("percentile_00_5", 0.0)), float(intensity.get("percentile_99_5", 0.0))
-    if family != "CT" and intensity.get("min", 0.0) >= 0 and np.mean(values < AIR_HU) > AIR_SHARE:
+    if family in ("MR", "X-ray") and intensity.get("min", 0.0) >= 0 and np.mean(values < AIR_HU) > AIR_SHARE:
         check.add(
             OUT_OF_DOMAIN,
             f"{np.mean(values < AIR_HU):.0%} of the voxels are below {AIR_HU:g} (CT air), a value the "

@@ -86,8 +86,9 @@ def read_png(
 ) -> Image:
     """Read a 2D PNG or JPEG as `kind`, grayscale, with `spacing` (column, row) in mm.
 
-    16-bit PNGs stay 16-bit. Colour images become luminance (noted in ``meta["note"]``); RGBA is refused
-    unless every pixel is opaque. For an anti-aliased mask use `binarize_mask` after reading.
+        16-bit PNGs stay 16-bit. Colour images become luminance (noted in ``meta["note"]``); RGBA is refused
+        unless every pixel is opaque; a palette-colour image is refused unless its palette is grey. Masks read
+    as `LabelMap` keep their values: `medseg.io.masks.interpret_mask` recognises 0/255 and anti-aliased ones.
     """
     path = Path(path)
     if not path.is_file():

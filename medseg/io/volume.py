@@ -20,6 +20,8 @@ from medseg.utils.atomic import atomic_path
 
 #: File endings read and written by this module.
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Bytes of a header read to find where its voxels are (headers are a few hundred bytes).
+HEADER_BYTES = 64 * 1024
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:
@@ -54,22 +56,39 @@ def read_volume(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Ima
         raise InputError(path, str(error)) from None
 
 
+#: Header formats that may keep their voxels in other files, and the header field that names them.
+DETACHED_DATA_FIELDS = {
+    ".mhd": ("ElementDataFile", "="),
+    ".mha": ("ElementDataFile", "="),
+    ".nhdr": ("data file", ":"),
+}
+
+
 def check_detached_data(path: Path) -> None:
-    """Refuse a MetaImage header (``.mhd``) whose ``ElementDataFile`` lies outside the header's own folder:
-    a header is data, and must not make medseg read a file somewhere else on the machine."""
-    if path.suffix.lower() != ".mhd":
+    """Refuse a header (MetaImage ``.mhd``/``.mha``, NRRD ``.nhdr``) whose data file lies outside the
+    header's own folder, or that lists several: a header is data, and must not make medseg read a file
+    somewhere else on the machine."""
+    field = DETACHED_DATA_FIELDS.get(path.suffix.lower())
+    if field is None:
         return
+    name, separator = field
     try:
-        lines = path.read_text(encoding="latin-1").splitlines()
+        with path.open("rb") as handle:  # the header only: an .mha's voxels follow it in the same file
+            lines = handle.read(HEADER_BYTES).decode("latin-1").splitlines()
     except OSError as error:
         raise InputError(path, f"cannot read ({error})") from None
     for line in lines:
-        key, _, value = line.partition("=")
-        if key.strip() != "ElementDataFile" or value.strip().upper() == "LOCAL":
+        key, found, value = line.partition(separator)
+        if not found or key.strip().lower().replace(" ", "") != name.lower().replace(" ", ""):  # "datafile"
             continue
-        target = (path.parent / value.strip()).resolve()
-        if Path(value.strip()).is_absolute() or not target.is_relative_to(path.parent.resolve()):
-            raise InputError(path, f"its ElementDataFile {value.strip()!r} lies outside the header's folder")
+        value = value.strip()
+        if value.upper() == "LOCAL":
+            return
+        if value.upper().startswith("LIST") or "%" in value:
+            raise InputError(path, f"its {name} {value!r} names several files; medseg reads one data file")
+        target = (path.parent / value).resolve()
+        if Path(value).is_absolute() or not target.is_relative_to(path.parent.resolve()):
+            raise InputError(path, f"its {name} {value!r} lies outside the header's folder")
 
 
 def _read_with_sitk(path: Path) -> Image:

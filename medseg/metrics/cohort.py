@@ -69,12 +69,15 @@ def read_reference(
     path: Path, threshold: float | None = None, mapping: Mapping[str, int] | None = None
 ) -> MaskReading:
     """The clinician's mask as labels: binarised at `threshold` if given; a 0/255 or anti-aliased 8-bit
-    picture of a mask is recognised and binarised (`medseg.io.masks`), with a note saying so. `mapping`
-    then translates its values, or a SEG's segment labels, onto the model's classes (`map_labels`)."""
-    reading = interpret_mask(read_labels(path), threshold)
-    if mapping:
-        reading = map_labels(reading, mapping, path)
-    return _noted(path, reading)
+    picture of a mask is recognised and binarised (`medseg.io.masks`), with a note saying so. With
+    `mapping` its stored values (thresholded first if asked), or a SEG's segment labels, are translated
+    onto the model's classes instead (`map_labels`)."""
+    if mapping:  # the user says what each stored value is: no picture rules on top of that
+        reading = MaskReading(read_labels(path))
+        if threshold is not None:
+            reading = interpret_mask(reading.labels, threshold)
+        return _noted(path, map_labels(reading, mapping, path))
+    return _noted(path, interpret_mask(read_labels(path), threshold))
 
 
 def map_labels(reading: MaskReading, mapping: Mapping[str, int], path: Path) -> MaskReading:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,17 +93,20 @@ def infer_outputs(folder: Path) -> list[InferOutput] | None:
 
 def match_outputs(
     outputs: list[InferOutput], candidates: dict[str, Path], where: Path, role: str
-) -> dict[str, Path]:
-    """For each output, the candidate named like one of its names (keyed by that name); an output or a
-    candidate left without a partner is an error listing them."""
-    matched: dict[str, Path] = {}
+) -> dict[str, tuple[InferOutput, Path]]:
+    """For each output, the candidate named like one of its names that no other output shares (keyed by
+    that name); an output or a candidate left without a partner is an error listing them, so two results
+    answering to one name (two series in one folder) never collapse into one."""
+    owners = Counter(name for output in outputs for name in output.names)
+    matched: dict[str, tuple[InferOutput, Path]] = {}
     for output in outputs:
-        name = next((n for n in output.names if n in candidates), None)
+        name = next((n for n in output.names if n in candidates and owners[n] == 1), None)
         if name is None:
-            raise InputError(
-                where, f"no {role} for the result of {output.names[0]!r} (named {' or '.join(output.names)})"
-            )
-        matched[name] = candidates[name]
+            shared = [n for n in output.names if owners[n] > 1]
+            why = f"; {', '.join(shared)} also names another result" if shared else ""
+            named = " or ".join(output.names)
+            raise InputError(where, f"no {role} for the result of {output.names[0]!r} (named {named}{why})")
+        matched[name] = (output, candidates[name])
     left = set(candidates) - set(matched)
     if left:
         raise InputError(where, f"no prediction for {len(left)} {role}(s): {_unpaired(left)}")
@@ -126,8 +130,7 @@ def pair_paths(prediction: str | os.PathLike, reference: str | os.PathLike) -> l
         if len(outputs) == 1 and not reference.is_dir():  # one result and one reference file
             return [CasePair(outputs[0].names[0], outputs[0].mask, reference)]
         matched = match_outputs(outputs, references, reference, "reference")
-        by_name = {name: output.mask for output in outputs for name in output.names}
-        return [CasePair(name, by_name[name], path) for name, path in sorted(matched.items())]
+        return [CasePair(name, output.mask, path) for name, (output, path) in sorted(matched.items())]
     if not (prediction.is_dir() and reference.is_dir()):
         return [CasePair(case_name(reference), prediction, reference)]
     predictions, references = _cases_in(prediction), _cases_in(reference)

@@ -270,3 +270,13 @@ def test_errors_at_the_model_stage_name_the_file_not_dicom(tmp_path):
     assert main(argv) == 3
     [item] = json.loads((tmp_path / "out" / "summary.json").read_text())["items"]
     assert item["reason"].startswith(f"{path}: the model is 3D")
+
+
+def test_an_nrrd_header_cannot_point_outside_its_folder(tmp_path):
+    (tmp_path / "secret.raw").write_bytes(bytes(64))
+    header = tmp_path / "inputs" / "volume.nhdr"
+    header.parent.mkdir()
+    fields = ["NRRD0004", "type: uchar", "dimension: 3", "sizes: 4 4 4", "encoding: raw"]
+    header.write_text("\n".join([*fields, "data file: ../secret.raw"]) + "\n")
+    with pytest.raises(InputError, match=r"volume\.nhdr: its data file '\.\./secret\.raw' lies outside"):
+        read_image(header)

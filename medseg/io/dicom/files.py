@@ -166,16 +166,17 @@ def split_images(
 def drop_copies(
     images: list[tuple[Path, pydicom.Dataset]],
 ) -> tuple[list[tuple[Path, pydicom.Dataset]], list[SkippedFile]]:
-    """One file per SOP Instance UID: of byte-identical copies the first is kept; of differing copies the
-    largest (a truncated copy is smaller), and the others are left out as damaged, naming the one kept.
-    dcm2niix, too, drops exact duplicates and goes on, so a good series is not lost to a copy."""
+    """One file per SOP Instance UID: of byte-identical copies the first is kept; of copies that differ
+    (but say they lie at the same place) the largest (a truncated copy is smaller), and the others are left
+    out as damaged, naming the one kept. Files sharing a UID but not a place are all kept (the geometry
+    check then names them). dcm2niix, too, drops exact duplicates and goes on."""
     by_uid: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
     for item in images:
         by_uid.setdefault(text(item[1], "SOPInstanceUID") or str(item[0]), []).append(item)
     kept, dropped = [], []
     for copies in by_uid.values():
-        if len(copies) == 1:
-            kept.append(copies[0])
+        if len(copies) == 1 or len({_placement(ds) for _, ds in copies}) > 1:
+            kept.extend(copies)  # one file, or files that only share a UID (an anonymiser reusing it)
             continue
         best = max(copies, key=lambda item: (item[0].stat().st_size, -copies.index(item)))
         kept.append(best)
@@ -190,6 +191,11 @@ def drop_copies(
                 )
     order = {id(item): number for number, item in enumerate(images)}
     return sorted(kept, key=lambda item: order[id(item)]), dropped
+
+
+def _placement(ds: pydicom.Dataset) -> tuple[str, str, str]:
+    """Where an instance says it lies: copies of one instance agree on it."""
+    return text(ds, "ImagePositionPatient"), text(ds, "InstanceNumber"), text(ds, "NumberOfFrames")
 
 
 def _same_bytes(first: Path, second: Path) -> bool:
