@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         mask = _on_grid(predicted.labels, image, args.resample)
         reference, notes = None, [f"AI mask: {predicted.note}."] if predicted.note else []
         if "reference" in study:
-            reading = read_reference(Path(study["reference"]), args.threshold, args.map)
+            reading = read_reference(Path(study["reference"]), args.threshold, args.map, grid=image)
             reference = _on_grid(reading.labels, image, args.resample)
             notes += [f"Reference: {reading.note}."] if reading.note else []
             pairs.append(CasePair(study["name"], study["mask"], study["reference"]))

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import InputError
-from medseg.io.image import LabelMap
+from medseg.io.image import Image, LabelMap
 from medseg.io.masks import MaskReading, interpret_mask
 from medseg.io.reader import read_image
 from medseg.io.resample import reorient, resample_to
+from medseg.io.rtstruct import is_rtstruct_file, rtstruct_labels
 from medseg.metrics.aggregate import BOOTSTRAP_SAMPLES, aggregate
 from medseg.metrics.evaluate import DEFAULT_NSD_TOLERANCE_MM, check_same_grid, evaluate_case
 from medseg.metrics.pairing import CasePair
@@ -49,8 +50,15 @@ def read_class_names(path: str | os.PathLike) -> dict[int, str]:
     return {value: name for value, name in sorted(names.items()) if value != 0}
 
 
-def read_labels(path: Path) -> LabelMap:
-    """A label map from any supported file, values as stored; negative labels are an InputError."""
+def read_labels(path: Path, grid: Image | None = None) -> LabelMap:
+    """A label map from any supported file, values as stored; negative labels are an InputError. An
+    RTSTRUCT is rasterised onto `grid` (its ROI numbers as values, `medseg.io.rtstruct.rtstruct_labels`)."""
+    if is_rtstruct_file(path):
+        if grid is None:
+            raise InputError(
+                path, "an RTSTRUCT holds contours, not voxels: it needs the image grid it outlines"
+            )
+        return rtstruct_labels(path, grid)
     mask = read_image(path, LabelMap)
     mask.meta["source"] = path.name
     if mask.array.dtype.kind == "i" and mask.array.min(initial=0) < 0:
@@ -66,18 +74,21 @@ def read_prediction(path: Path) -> MaskReading:
 
 
 def read_reference(
-    path: Path, threshold: float | None = None, mapping: Mapping[str, int] | None = None
+    path: Path,
+    threshold: float | None = None,
+    mapping: Mapping[str, int] | None = None,
+    grid: Image | None = None,
 ) -> MaskReading:
     """The clinician's mask as labels: binarised at `threshold` if given; a 0/255 or anti-aliased 8-bit
     picture of a mask is recognised and binarised (`medseg.io.masks`), with a note saying so. With
     `mapping` its stored values (thresholded first if asked), or a SEG's segment labels, are translated
     onto the model's classes instead (`map_labels`)."""
     if mapping:  # the user says what each stored value is: no picture rules on top of that
-        reading = MaskReading(read_labels(path))
+        reading = MaskReading(read_labels(path, grid))
         if threshold is not None:
             reading = interpret_mask(reading.labels, threshold)
         return _noted(path, map_labels(reading, mapping, path))
-    return _noted(path, interpret_mask(read_labels(path), threshold))
+    return _noted(path, interpret_mask(read_labels(path, grid), threshold))
 
 
 def map_labels(reading: MaskReading, mapping: Mapping[str, int], path: Path) -> MaskReading:
@@ -125,7 +136,8 @@ def load_pair(
 
     A prediction whose voxels are the reference's in another axis order or direction is reoriented
     exactly; any other grid is a GeometryError unless `resample`."""
-    predicted, expected = read_prediction(pair.prediction), read_reference(pair.reference, threshold, mapping)
+    predicted = read_prediction(pair.prediction)
+    expected = read_reference(pair.reference, threshold, mapping, grid=predicted.labels)
     prediction, reference = predicted.labels, expected.labels
     notes = [
         f"{role}: {reading.note}"
@@ -153,12 +165,10 @@ def present_classes(
     """``label_<v>`` for every non-zero label found in any prediction or (interpreted) reference."""
     found: set[int] = set()
     for pair in pairs:
-        found.update(int(v) for v in np.unique(read_prediction(pair.prediction).labels.array) if v != 0)
-        found.update(
-            int(v)
-            for v in np.unique(read_reference(pair.reference, threshold, mapping).labels.array)
-            if v != 0
-        )
+        predicted = read_prediction(pair.prediction).labels
+        expected = read_reference(pair.reference, threshold, mapping, grid=predicted).labels
+        found.update(int(v) for v in np.unique(predicted.array) if v != 0)
+        found.update(int(v) for v in np.unique(expected.array) if v != 0)
     return {value: f"label_{value}" for value in sorted(found)}
 
 
