@@ -36,6 +36,7 @@ from medseg.errors import InputError
 from medseg.io.dicom.files import SkippedFile, non_image_reason, read_dataset
 from medseg.io.png import is_png_file
 from medseg.io.reader import SEG_SOP_CLASS
+from medseg.io.rtstruct import is_rtstruct, referenced_series
 from medseg.io.volume import VOLUME_SUFFIXES, is_volume_file
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,12 @@ def _check_unique_ids(cases: list[Record], where: Path) -> None:
 
 
 def _label_names(raw: dict[str, Any]) -> dict[int, str]:
-    """MSD writes ``{"0": "background"}``; nnU-Net v2 writes ``{"background": 0}`` (regions as lists)."""
+    """MSD writes ``{"0": "background"}``; nnU-Net v2 writes ``{"background": 0}`` (regions as lists). A
+    list of names (``{"1": ["Lung-Left", "Lung_L"]}``, ROI name variants) is named by its first."""
     names: dict[int, str] = {}
     for key, value in raw.items():
         if str(key).lstrip("-").isdigit():
-            names[int(key)] = str(value)
+            names[int(key)] = str(value[0]) if isinstance(value, list) and value else str(value)
         elif isinstance(value, int):
             names[value] = str(key)
     return dict(sorted(names.items()))
@@ -298,7 +300,8 @@ def read_dicom_cases(root: str | os.PathLike, modality: str = "unknown") -> Data
 
 def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Dataset:
     """A PACS export: one folder per patient or study (``root/<case>/``, any depth below) holding DICOM image
-    series and the DICOM SEG(s) drawn on them (``patient/CT/*.dcm``, ``patient/SEG/liver.dcm``). Each SEG
+    series and the DICOM SEG(s) or RTSTRUCT(s) drawn on them (``patient/CT/*.dcm``,
+    ``patient/SEG/liver.dcm``; RTSTRUCT ROIs become classes through ``--labels`` names). Each SEG
     is paired with the series it references (by SeriesInstanceUID); that series' folder is the image. A
     folder with one image series and one label volume (``label.nii.gz``, ``.nrrd``...) beside it is a case
     too. A folder without a label is listed in a warning and left out: unlabelled, never labelled
@@ -321,6 +324,8 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
                     str(item.SeriesInstanceUID) for item in header.get("ReferencedSeriesSequence", [])
                 ]
                 segs.append((path, referenced))
+            elif is_rtstruct(header):  # clinician contours: their classes come from a name mapping
+                segs.append((path, referenced_series(header)))
             elif "SeriesInstanceUID" in header:
                 folders.setdefault(str(header.SeriesInstanceUID), set()).add(path.parent)
         if not segs and len(volumes) == 1 and len(folders) == 1:  # one series, one label volume beside it
@@ -430,6 +435,14 @@ def open_dataset(
         dataset.modalities = [modality] * len(dataset.modalities)
     if labels:
         dataset.label_names = parse_labels(labels, path)
+        roi_map = {
+            str(name).strip().lower(): int(key)
+            for key, value in (json.loads(labels) if isinstance(labels, str) else labels).items()
+            if str(key).isdigit()
+            for name in (value if isinstance(value, list) else [value])
+        }
+        for case in dataset.cases:  # RTSTRUCT labels are named contours: these names make the classes
+            case["roi_map"] = roi_map
     if mask_threshold is not None:
         for case in dataset.cases:
             case["mask_threshold"] = float(mask_threshold)

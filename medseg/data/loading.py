@@ -20,6 +20,7 @@ from medseg.io.image import Image, LabelMap, ScalarImage
 from medseg.io.masks import interpret_mask
 from medseg.io.reader import read_image
 from medseg.io.resample import reorient
+from medseg.io.rtstruct import is_rtstruct_file, read_rtstruct
 from medseg.io.seg import read_seg
 
 #: A DICOM SEG label file ends like this (a DICOM series is a folder).
@@ -54,6 +55,31 @@ def _check_grid(image: Image, image_path: Path, other: Image, other_path: Path) 
         )
 
 
+def rtstruct_classes(path: Path, reference: ScalarImage, roi_map: dict[str, int]) -> LabelMap:
+    """An RTSTRUCT label as classes: each ROI whose name `roi_map` knows (any case) becomes its class,
+    larger structures painted first; a class none of whose names this case has is an error naming the
+    file (never silently background)."""
+    if not roi_map:
+        raise InputError(
+            path,
+            "an RTSTRUCT label needs class names for its ROIs, e.g. --labels "
+            + """'{"1": ["Lung-Left", "Lung_L"]}'""",
+        )
+    structures = sorted(read_rtstruct(path, reference), key=lambda s: -int(s.mask.sum()))
+    labels = np.zeros(reference.shape, dtype=np.uint8)
+    found = set()
+    for structure in structures:
+        value = roi_map.get(structure.name.strip().lower())
+        if value is not None:
+            labels[structure.mask] = value
+            found.add(value)
+    missing = sorted(set(roi_map.values()) - found)
+    if missing:
+        names = sorted(s.name for s in structures)
+        raise InputError(path, f"no ROI for class(es) {missing}; its ROIs are {', '.join(names)}")
+    return LabelMap(labels, reference.affine.copy(), {"source": path.name})
+
+
 def load_images(record: dict) -> list[ScalarImage]:
     """The image channels of `record` as float32, checked to share one grid (no label needed)."""
     paths = channel_paths(record)
@@ -68,7 +94,9 @@ def load_case_channels(record: dict) -> tuple[list[ScalarImage], LabelMap]:
     paths = channel_paths(record)
     images = load_images(record)
     label_path = Path(record["label"])
-    if label_path.suffix.lower() == SEG_SUFFIX:
+    if is_rtstruct_file(label_path):
+        label = rtstruct_classes(label_path, images[0], record.get("roi_map") or {})
+    elif label_path.suffix.lower() == SEG_SUFFIX:
         label = read_seg(label_path, reference=images[0])
     else:
         label = _read(label_path, LabelMap)

@@ -37,7 +37,9 @@ class LoadMedsegImaged(Transform):
         if data.get(self.label_key) is None:
             out[self.image_key] = image_to_metatensor(load_images(record))
             return out
-        record.update(label=data[self.label_key], mask_threshold=data.get("mask_threshold"))
+        record.update(
+            label=data[self.label_key], mask_threshold=data.get("mask_threshold"), roi_map=data.get("roi_map")
+        )
         images, label = load_case_channels(record)
         out[self.image_key] = image_to_metatensor(images)
         out[self.label_key] = image_to_metatensor(label)

@@ -18,7 +18,9 @@ import pytest
 from medseg.cli.main import main
 from medseg.data.datasets import open_dataset
 from medseg.data.fingerprint import compute_fingerprint
+from medseg.data.loading import load_case
 from medseg.data.planner import Planner, load_plan
+from medseg.errors import InputError
 from medseg.training.config import config_from_dict
 from medseg.training.experiment import prepare
 
@@ -160,3 +162,40 @@ def test_a_series_with_a_label_volume_beside_it_is_a_case(datasets_dir, tmp_path
     assert dataset.ids == ["patient_a", "patient_b"] and dataset.modalities == ["CT"]
     fingerprint = compute_fingerprint(dataset, progress=False)
     assert fingerprint["classes"]["1"]["cases_present"] == 2
+
+
+def test_clinician_rtstruct_contours_train_as_classes_through_a_name_mapping(datasets_dir, tmp_path):
+    """A PACS export with the LUNG1 CT and its RTSTRUCT (twice, as two patients): the ROIs become four
+    classes through case-insensitive name variants, and a few training steps run on them. A mapped ROI
+    a case lacks is an error naming the file, never background."""
+    from medseg.training.config import config_from_dict
+    from medseg.training.trainer import fit
+
+    source = datasets_dir / "nsclc_lung1_ct_rtstruct"
+    root = tmp_path / "export"
+    for patient in ("patient_a", "patient_b"):
+        for part in ("CT", "RTSTRUCT"):
+            (root / patient / part).mkdir(parents=True)
+            for path in (source / part).iterdir():
+                (root / patient / part / path.name).symlink_to(path)  # linked files, real folders
+    labels = {
+        "1": ["Lung-Left", "Lung_L"],
+        "2": ["lung-right"],
+        "3": "GTV-1",
+        "4": ["SpinalCord", "Spinal-Cord"],
+    }
+    dataset = open_dataset(root, labels=labels)
+    assert dataset.ids == ["patient_a", "patient_b"] and dataset.modalities == ["CT"]
+    config = config_from_dict({
+        "dataset": str(root), "output": str(tmp_path / "run"), "labels": labels, "folds": 2,
+        "target_spacing": [4.0, 4.0, 6.0], "patch_size": [32, 32, 16], "batch_size": 2, "epochs": 1,
+        "steps_per_epoch": 2, **TINY, "progress": False, "threads": 1,
+    })  # fmt: skip
+    summary = fit(config)
+    assert summary["steps"] == 2
+    plan = load_plan(tmp_path / "run" / "plans.json")
+    assert sorted(plan.fingerprint["classes"]) == ["0", "1", "2", "3", "4"]
+    assert plan.label_names == {0: "background", 1: "Lung-Left", 2: "lung-right", 3: "GTV-1", 4: "SpinalCord"}
+    missing = open_dataset(root, labels={**labels, "5": "Heart"})
+    with pytest.raises(InputError, match=r"\.dcm: no ROI for class\(es\) \[5\]"):
+        load_case(missing.cases[0])
