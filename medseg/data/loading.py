@@ -20,7 +20,7 @@ from medseg.io.image import Image, LabelMap, ScalarImage
 from medseg.io.masks import interpret_mask
 from medseg.io.reader import read_image
 from medseg.io.resample import reorient
-from medseg.io.rtstruct import is_rtstruct_file, read_rtstruct
+from medseg.io.rtstruct import is_rtstruct_file, paint, read_rtstruct
 from medseg.io.seg import read_seg
 
 #: A DICOM SEG label file ends like this (a DICOM series is a folder).
@@ -65,14 +65,9 @@ def rtstruct_classes(path: Path, reference: ScalarImage, roi_map: dict[str, int]
             "an RTSTRUCT label needs class names for its ROIs, e.g. --labels "
             + """'{"1": ["Lung-Left", "Lung_L"]}'""",
         )
-    structures = sorted(read_rtstruct(path, reference), key=lambda s: -int(s.mask.sum()))
-    labels = np.zeros(reference.shape, dtype=np.uint8)
-    found = set()
-    for structure in structures:
-        value = roi_map.get(structure.name.strip().lower())
-        if value is not None:
-            labels[structure.mask] = value
-            found.add(value)
+    structures = read_rtstruct(path, reference)
+    labels = paint(structures, reference.shape, lambda structure: roi_map.get(structure.name.strip().lower()))
+    found = {roi_map.get(structure.name.strip().lower()) for structure in structures}
     missing = sorted(set(roi_map.values()) - found)
     if missing:
         names = sorted(s.name for s in structures)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,16 +114,26 @@ def rtstruct_labels(path: str | os.PathLike, reference: Image) -> LabelMap:
     """The RTSTRUCT as one label map on `reference`'s grid: each ROI's voxels hold its ROI number, larger
     structures painted first so that one inside another (a tumour in a lung) keeps its voxels.
     ``meta["segment_labels"]`` maps ROI numbers to names, for name mappings (``--map '{"GTV-1": 1}'``)."""
-    structures = sorted(read_rtstruct(path, reference), key=lambda s: -int(s.mask.sum()))
+    structures = read_rtstruct(path, reference)
     if not structures:
         raise InputError(path, "the structure set holds no ROI contours")
-    labels = np.zeros(
-        reference.shape, dtype=np.uint16 if max(s.number for s in structures) > 255 else np.uint8
-    )
-    for structure in structures:
-        labels[structure.mask] = structure.number
+    labels = paint(structures, reference.shape, lambda structure: structure.number)
     meta = {"source": Path(path).name, "segment_labels": {s.number: s.name for s in structures}}
     return LabelMap(labels, reference.affine.copy(), meta)
+
+
+def paint(
+    structures: list[Structure], shape: tuple[int, ...], value_of: Callable[[Structure], int | None]
+) -> np.ndarray:
+    """One label map of `structures`, each painted with `value_of(structure)` (None: left out), larger
+    structures first so that one inside another (a tumour in a lung) keeps its voxels."""
+    values = {structure.number: value_of(structure) for structure in structures}
+    largest = max((v for v in values.values() if v is not None), default=0)
+    labels = np.zeros(shape, dtype=np.uint16 if largest > 255 else np.uint8)
+    for structure in sorted(structures, key=lambda s: -int(s.mask.sum())):
+        if values[structure.number] is not None:
+            labels[structure.mask] = values[structure.number]
+    return labels
 
 
 def _slice_of(k: np.ndarray, path: Path, name: str, slices: int) -> int | None:
