@@ -404,7 +404,7 @@ def seg_class_names(cases: list[Record]) -> dict[int, str]:
 def open_dataset(
     path: str | os.PathLike,
     modality: str | None = None,
-    labels: dict[str, str] | None = None,
+    labels: dict[str, Any] | None = None,
     mask_suffix: str | None = None,
     mask_threshold: float | None = None,
 ) -> Dataset:
@@ -437,7 +437,7 @@ def open_dataset(
         dataset.label_names = parse_labels(labels, path)
         roi_map = {
             str(name).strip().lower(): int(key)
-            for key, value in (json.loads(labels) if isinstance(labels, str) else labels).items()
+            for key, value in labels.items()
             if str(key).isdigit()
             for name in (value if isinstance(value, list) else [value])
         }
@@ -449,13 +449,8 @@ def open_dataset(
     return dataset
 
 
-def parse_labels(labels: dict[str, Any] | str, where: str | os.PathLike | None = None) -> dict[int, str]:
-    """Class names from ``{"1": "lung"}`` (or nnU-Net's ``{"lung": 1}``), given as a mapping or JSON text."""
-    if isinstance(labels, str):
-        try:
-            labels = json.loads(labels)
-        except json.JSONDecodeError as error:
-            raise InputError(where, f'labels must be JSON like {{"1": "lung"}} ({error})') from None
+def parse_labels(labels: dict[str, Any], where: str | os.PathLike | None = None) -> dict[int, str]:
+    """Class names from ``{"1": "lung"}``, ``{"1": ["Lung-Left", "Lung_L"]}`` or nnU-Net's ``{"lung": 1}``."""
     names = _label_names(labels) if isinstance(labels, dict) else {}
     if not names or any(value < 0 for value in names):
         raise InputError(
