@@ -333,8 +333,9 @@ def run_batch(
         try:
             result = segment_job(job, segmenter, options, out)
         except OutOfDomainError as error:  # not a failure of the input: the wrong model for it
+            unwritten = {key: value for key, value in record.items() if key != "output"}  # nothing written
             records.append(
-                {**record, "status": "skipped", "reason": _one_line(error), "domain": OUT_OF_DOMAIN}
+                {**unwritten, "status": "skipped", "reason": _one_line(error), "domain": OUT_OF_DOMAIN}
             )
             logger.warning(
                 "[%d/%d] %s (%s): skipped: %s", number, len(mine), job.key, job.kind, _one_line(error)

@@ -55,6 +55,7 @@ def test_every_bundle_skips_inputs_outside_its_domain_and_flags_the_rest(bundle,
     for source, item in by_source.items():
         if source in REFUSED[bundle]:
             assert item["status"] == "skipped" and item["domain"] == OUT_OF_DOMAIN, (source, item)
+            assert "output" not in item  # nothing was written for it
             assert item["reason"].split(": ", 1)[1].startswith("out of domain: ")
         else:
             assert item["status"] == "done", (source, item)
