@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         filename = f"study_{number:03d}.html"
         write_study_report(
             out / filename, image, mask, class_names, reference=reference, uncertainty=uncertainty,
-            model_name=args.model_name or record.get("model_name"),
+            model_name=args.model_name or model.get("name"),
             model_version=args.model_version or model.get("medseg_version"),
             title=f"Second opinion: {study['name']}", window=window, modality=args.modality,
             tolerance_mm=args.tolerance_mm, notes=notes,

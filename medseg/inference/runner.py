@@ -215,6 +215,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         "uncertainty": None if uncertainty is None else uncertainty_stats(uncertainty, labels, segmenter),
         "domain": domain.as_dict(),
         "model": {
+            "name": segmenter.name,
             "checkpoints": [path.name for path in segmenter.ensemble.sources],
             "digest": segmenter.model_digest,
             "class_names": {str(k): v for k, v in segmenter.class_names.items()},

@@ -85,9 +85,8 @@ def infer_outputs(folder: Path) -> list[InferOutput] | None:
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise InputError(path, f"not a medseg result ({error})") from None
         uid = record.get("source_uids", {}).get("series_instance_uid")
-        outputs.append(
-            InferOutput(tuple(dict.fromkeys([*names, *([uid] if uid else [])])), path.parent / MASK_NAME)
-        )
+        aliases = tuple(dict.fromkeys([*names, *([uid] if uid else [])]))
+        outputs.append(InferOutput(aliases, path.parent / MASK_NAME, record))
     return outputs
 
 

@@ -75,7 +75,9 @@ def test_report_gives_the_real_dice_for_every_form_of_png_reference(inferred, fo
         argv = ["report", str(out), "--image", str(image), "--reference", str(reference), "--out", str(pages)]
         assert main([*argv, *extra]) == 0
         data = _page_data(pages / "study_001.html")
+        assert data["model"]["name"] == "medseg cxr_lung_mc_shenzhen"  # the infer result's model...
         [scores] = data["metrics"].values()
+        assert list(data["metrics"]) == ["lung"]  # ...and its class names
         assert scores["dice"] == pytest.approx(expected, abs=0.005), (form, extra)
         title = re.search(r"<title>(.*?)</title>", (pages / "study_001.html").read_text()).group(1)
         assert CASE in title and "mask" not in title.lower()
