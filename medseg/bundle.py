@@ -96,10 +96,16 @@ def training_config(
 
 
 def build_network(
-    model: str, spatial_dims: int, in_channels: int, out_channels: int, options: dict[str, Any]
+    model: str,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    options: dict[str, Any],
+    slice_axis: int | None = None,
 ) -> torch.nn.Module:
-    """A bundle's ``network_def``: `medseg.models.create_model` with the options as one mapping."""
-    return ModelConfig(model, spatial_dims, in_channels, out_channels, dict(options)).build()
+    """A bundle's ``network_def``: `medseg.models.create_model` with the options as one mapping (a 2D
+    network run on the slices of 3D volumes along `slice_axis` where one is given)."""
+    return ModelConfig(model, spatial_dims, in_channels, out_channels, dict(options), slice_axis).build()
 
 
 def publish(checkpoint: str | os.PathLike, model_file: str | os.PathLike) -> Path:

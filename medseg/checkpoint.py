@@ -48,11 +48,17 @@ class ModelConfig:
     in_channels: int
     out_channels: int
     options: dict[str, Any] = field(default_factory=dict)
+    #: A 2D network (`spatial_dims` 2) run on 3D volumes along this spatial axis (`SliceWise`), or None.
+    slice_axis: int | None = None
 
     def build(self) -> torch.nn.Module:
         from medseg.models import create_model
+        from medseg.models.slicewise import SliceWise
 
-        return create_model(self.name, self.spatial_dims, self.in_channels, self.out_channels, **self.options)
+        network = create_model(
+            self.name, self.spatial_dims, self.in_channels, self.out_channels, **self.options
+        )
+        return network if self.slice_axis is None else SliceWise(network, self.slice_axis)
 
 
 def save_checkpoint(
@@ -105,8 +111,15 @@ def _check_contents(state: dict[str, Any], path: Path) -> None:
     fields = {"name": str, "spatial_dims": int, "in_channels": int, "out_channels": int, "options": dict}
     if not isinstance(model, dict) or any(not isinstance(model.get(k), t) for k, t in fields.items()):
         raise InputError(path, f"its model description must give {', '.join(fields)}")
-    if set(model) - set(fields):
-        raise InputError(path, f"its model description has unknown keys {sorted(set(model) - set(fields))}")
+    if set(model) - set(fields) - {"slice_axis"}:
+        unknown = sorted(set(model) - set(fields) - {"slice_axis"})
+        raise InputError(path, f"its model description has unknown keys {unknown}")
+    if model.get("slice_axis") not in (None, 0, 1, 2) or (
+        model.get("slice_axis") is not None and model["spatial_dims"] != 2
+    ):
+        raise InputError(
+            path, f"its model's slice_axis {model.get('slice_axis')!r} needs a 2D network and an axis 0-2"
+        )
     weights = state["state_dict"]
     if not isinstance(weights, dict) or not weights:
         raise InputError(path, "the checkpoint holds no network weights")

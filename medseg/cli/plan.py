@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     labels = json_labels(args.labels)
     dataset = open_dataset(args.dataset, args.modality, labels, args.mask_suffix, args.mask_threshold)
     fingerprint = compute_fingerprint(dataset, progress=not args.no_progress)
-    plan = Planner(fingerprint).plan(dataset.describe(args.dataset))
+    plan = Planner(fingerprint).plan(dataset.describe(args.dataset), dims=args.dims)
     save_plan(plan, args.out)
     print(summary(plan, fingerprint))
     print(f"plan written to {args.out}")
@@ -54,6 +54,7 @@ def summary(plan, fingerprint: dict) -> str:
         f"  median size {[round(s) for s in shapes]} voxels, median spacing "
         f"{[round(s, 3) for s in fingerprint['median_spacing']]} mm",
         f"  target spacing {plan.target_spacing} mm, patch {plan.patch_size}, batch {plan.batch_size}",
+        *([f"  {plan.network_dims}D network: {plan.slice_reason}"] if plan.slice_reason else []),
         "  class                     value  cases  share of foreground",
     ]
     for value, entry in fingerprint["classes"].items():

@@ -83,6 +83,13 @@ def dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="binarise every mask at value > THRESHOLD (default: values as they are; 0/255 and "
         "anti-aliased 8-bit masks are binarised and counted in the plan)",
     )
+    parser.add_argument(
+        "--dims",
+        type=int,
+        choices=(2, 3),
+        help="network rank: 2 trains a 2D network on the slices of 3D volumes (nnU-Net's 2d), 3 a 3D "
+        "network (default: the planner's choice, slices for strongly anisotropic data)",
+    )
 
 
 def json_labels(text: str | None) -> dict | None:
@@ -129,6 +136,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "labels": json_labels(args.labels),
         "mask_suffix": args.mask_suffix,
         "mask_threshold": args.mask_threshold,
+        "dims": args.dims,
     }
     overrides.update({key: value for key, value in named.items() if value is not None})
     if args.no_progress:
@@ -160,9 +168,12 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_dict({"dataset": str(args.config), **overrides_from(args)}, where="command line")
     if args.check:
         experiment = prepare(config)
+        slice_axis = experiment.model_config.slice_axis
+        slices = "" if slice_axis is None else f" on slices along axis {slice_axis}"
         print(
             f"config OK: {len(experiment.train_records)} training / {len(experiment.val_records)} validation "
-            f"cases, {experiment.model_config.name} {experiment.plan.dim}D, patch {experiment.patch_size}, "
+            f"cases, {experiment.model_config.name} {experiment.model_config.spatial_dims}D{slices}, "
+            f"patch {experiment.patch_size}, "
             f"batch {experiment.batch_size}, {experiment.steps_per_epoch} steps per epoch"
         )
         return 0

@@ -15,6 +15,9 @@ is a small method, so a subclass (or a person editing plans.json) can change one
   its own; X-ray maps each case's 0.5-99.5 percentiles to 0-1.
 * `mirror_axes`: the axes that training flips and test-time mirroring may use: none for radiographs,
   not the left-right axis when a label names a side, every axis otherwise.
+* `slice_axis`: whether a 3D dataset gets a 2D network run on its slices (nnU-Net's "2d") and along
+  which axis: proposed for strongly anisotropic data, forced by ``dims=2`` (``medseg train --dims 2``).
+  Patch size, pooling and batch size are then planned for the slices (`in_plane`).
 """
 
 from __future__ import annotations
@@ -60,7 +63,16 @@ class Plan:
     #: Spatial axes (0 = first array axis) that training flips and test-time mirroring may use. None, as
     #: in plans written before this field existed, means every axis.
     mirror_axes: list[int] | None = None
+    #: A 3D plan whose network is 2D: the spatial axis it slices along (its patch size there is 1), and
+    #: why the planner chose slices. None for a network of the data's own rank.
+    slice_axis: int | None = None
+    slice_reason: str | None = None
     version: int = PLAN_VERSION
+
+    @property
+    def network_dims(self) -> int:
+        """Spatial rank of the network: 2 for a slice plan, else the data's."""
+        return 2 if self.slice_axis is not None else self.dim
 
     @property
     def mirroring(self) -> tuple[int, ...]:
@@ -121,6 +133,10 @@ class Planner:
     SIDE_WORDS: ClassVar[tuple[str, ...]] = ("left", "right")
     #: The left-right array axis of a plan oriented to RAS (3D).
     LEFT_RIGHT_AXIS: ClassVar[int] = 0
+    #: A 3D dataset is proposed a 2D network on its slices when one axis is this many times coarser than
+    #: the finest (and holds `ANISOTROPY_SIZE_RATIO` times fewer voxels): thick-slice scans, where a 3D
+    #: patch sees few slices and the slices barely correlate (nnU-Net's 2d wins on such data).
+    SLICE_ANISOTROPY_RATIO: ClassVar[float] = 5.0
 
     def __init__(self, fingerprint: dict[str, Any]) -> None:
         self.fingerprint = fingerprint
@@ -128,18 +144,60 @@ class Planner:
         self.spacings = np.asarray(fingerprint["spacings"], dtype=np.float64)
         self.shapes = np.asarray(fingerprint["shapes"], dtype=np.float64)
 
-    def target_spacing(self) -> list[float]:
-        """Median spacing; the coarse axis of anisotropic data gets `COARSE_AXIS_PERCENTILE` instead."""
+    def coarse_axis(self, ratio: float) -> tuple[int, float] | None:
+        """The axis whose median spacing is over `ratio` times every other axis's and which holds
+        `ANISOTROPY_SIZE_RATIO` times fewer voxels, with its spacing ratio; None for other data."""
         target = np.median(self.spacings, axis=0)
         median_shape = np.median(self.shapes, axis=0)
         coarse = int(np.argmax(target))
         others = [axis for axis in range(self.dim) if axis != coarse]
-        anisotropic_spacing = target[coarse] > self.ANISOTROPY_RATIO * target[others].max()
+        spacing_ratio = float(target[coarse] / target[others].max())
         few_slices = median_shape[coarse] * self.ANISOTROPY_SIZE_RATIO < median_shape[others].min()
-        if anisotropic_spacing and few_slices:
+        return (coarse, spacing_ratio) if spacing_ratio > ratio and few_slices else None
+
+    def target_spacing(self) -> list[float]:
+        """Median spacing; the coarse axis of anisotropic data gets `COARSE_AXIS_PERCENTILE` instead."""
+        target = np.median(self.spacings, axis=0)
+        anisotropic = self.coarse_axis(self.ANISOTROPY_RATIO)
+        if anisotropic is not None:
+            coarse = anisotropic[0]
             finer = np.percentile(self.spacings[:, coarse], self.COARSE_AXIS_PERCENTILE)
-            target[coarse] = max(finer, target[others].max())  # never finer than the in-plane axes
+            in_plane = max(target[axis] for axis in range(self.dim) if axis != coarse)
+            target[coarse] = max(finer, in_plane)  # never finer than the in-plane axes
         return [float(s) for s in target]
+
+    def slice_axis(self, dims: int | None = None) -> tuple[int | None, str | None]:
+        """The axis a 2D network slices this 3D data along, and why; (None, None) for a network of the
+        data's rank. `dims` 2 forces slices, 3 forbids them, None proposes them for anisotropic data."""
+        if dims not in (None, 2, 3):
+            raise ConfigError(f"dims must be 2 or 3, got {dims!r}")
+        if dims == 3 and self.dim == 2:
+            raise ConfigError("dims 3 asked for a 2D dataset")
+        if self.dim == 2 or dims == 3:
+            return None, None
+        anisotropic = self.coarse_axis(self.SLICE_ANISOTROPY_RATIO if dims is None else self.ANISOTROPY_RATIO)
+        if anisotropic is not None:
+            axis, ratio = anisotropic
+            return axis, (
+                f"axis {axis} is {ratio:.1f}x coarser than the others and holds few slices: a 2D network "
+                "on its slices" + (" (forced by dims 2)" if dims == 2 else " (dims 3 plans a 3D network)")
+            )
+        if dims is None:
+            return None, None
+        median_shape = np.median(self.shapes, axis=0)
+        axis = int(np.argmin(median_shape))
+        return axis, f"dims 2 asked for: slices along axis {axis}, the one with the fewest voxels"
+
+    def in_plane(self, axis: int) -> Planner:
+        """A planner for the 2D slices across `axis` of every case."""
+        keep = [other for other in range(self.dim) if other != axis]
+        slices = {
+            **self.fingerprint,
+            "dim": 2,
+            "spacings": self.spacings[:, keep].tolist(),
+            "shapes": self.shapes[:, keep].tolist(),
+        }
+        return type(self)(slices)
 
     def median_shape_at(self, spacing: list[float]) -> np.ndarray:
         """Median image shape after resampling every case to `spacing`."""
@@ -173,11 +231,13 @@ class Planner:
             axis = int(np.argmax(np.where(np.asarray(patch) > divisors, extent_mm, -1)))
             patch[axis] -= divisors[axis]
 
-    def batch_size(self, patch_size: list[int]) -> int:
-        """Patches per batch: the batch voxel budget, capped by a share of the dataset, at least the min."""
+    def batch_size(self, patch_size: list[int], dataset_voxels: float | None = None) -> int:
+        """Patches per batch: the batch voxel budget, capped by a share of the dataset (`dataset_voxels`,
+        by default this planner's cases), at least the min."""
         patch_voxels = math.prod(patch_size)
         by_budget = self.BATCH_VOXEL_BUDGET[self.dim] // patch_voxels
-        dataset_voxels = float(np.prod(self.shapes, axis=1).sum())
+        if dataset_voxels is None:
+            dataset_voxels = float(np.prod(self.shapes, axis=1).sum())
         by_dataset = int(self.MAX_BATCH_DATASET_FRACTION * dataset_voxels // patch_voxels)
         return int(max(self.MIN_BATCH_SIZE, min(by_budget, by_dataset)))
 
@@ -230,12 +290,27 @@ class Planner:
         found = sorted(int(value) for value in self.fingerprint.get("classes", {}) if int(value) > 0)
         return {"0": "background", **{str(value): f"label_{value}" for value in found}}
 
-    def plan(self, dataset_info: dict[str, Any]) -> Plan:
+    def plan(self, dataset_info: dict[str, Any], dims: int | None = None) -> Plan:
         """The full plan; `dataset_info` (name, source, labels, modalities...) is stored as given, with
-        its labels completed by `class_names`."""
+        its labels completed by `class_names`; `dims` as in `slice_axis`."""
         dataset_info = {**dataset_info, "labels": self.class_names(dataset_info.get("labels") or {})}
         spacing = self.target_spacing()
-        patch = self.patch_size(spacing)
+        axis, reason = self.slice_axis(dims)
+        if axis is None:
+            patch = self.patch_size(spacing)
+            pools, batch, heuristics = (
+                self.pool_counts(patch, spacing),
+                self.batch_size(patch),
+                self.heuristics(),
+            )
+        else:
+            slices = self.in_plane(axis)
+            slice_spacing = [s for other, s in enumerate(spacing) if other != axis]
+            slice_patch = slices.patch_size(slice_spacing)
+            pools = slices.pool_counts(slice_patch, slice_spacing)
+            batch = slices.batch_size(slice_patch, dataset_voxels=float(np.prod(self.shapes, axis=1).sum()))
+            heuristics = slices.heuristics()
+            patch, pools = [*slice_patch[:axis], 1, *slice_patch[axis:]], [*pools[:axis], 0, *pools[axis:]]
         normalization = [self.normalization(channel) for channel in self.fingerprint["intensity"]]
         summary = {key: value for key, value in self.fingerprint.items() if key not in ("spacings", "shapes")}
         return Plan(
@@ -244,12 +319,14 @@ class Planner:
             orientation="RAS" if self.dim == 3 else None,
             target_spacing=spacing,
             patch_size=patch,
-            batch_size=self.batch_size(patch),
-            pool_counts=self.pool_counts(patch, spacing),
+            batch_size=batch,
+            pool_counts=pools,
             normalization=normalization,
             fingerprint=summary,
-            heuristics=self.heuristics(),
+            heuristics=heuristics,
             mirror_axes=self.mirror_axes(normalization, dataset_info.get("labels", {})),
+            slice_axis=axis,
+            slice_reason=reason,
         )
 
 
@@ -289,6 +366,12 @@ def plan_from_dict(raw: Any, source: str | os.PathLike | None = None) -> Plan:
     if any(not 0 <= axis < plan.dim for axis in plan.mirroring):
         raise InputError(
             source, f"mirror_axes {plan.mirror_axes} must be axes 0..{plan.dim - 1} (or null for all)"
+        )
+    if plan.slice_axis is not None and (
+        plan.dim != 3 or plan.slice_axis not in range(3) or plan.patch_size[plan.slice_axis] != 1
+    ):
+        raise InputError(
+            source, f"slice_axis {plan.slice_axis!r} needs a 3D plan whose patch_size is 1 along that axis"
         )
     if not plan.normalization:
         raise InputError(source, "the plan names no channel normalisation")

@@ -93,6 +93,7 @@ class Ensemble:
             "roi_size": tuple(self.plan.patch_size),
             "batch_size": SW_BATCH_SIZE,
             "mirror_axes": self.plan.mirroring if tta else (),
+            "network_dims": self.plan.network_dims,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return WindowSettings(**values)

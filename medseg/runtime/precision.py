@@ -1,16 +1,18 @@
 """Mixed precision: which autocast dtype a run uses, and whether it needs a gradient scaler.
 
 bf16 has float32's exponent range, so it trains without loss scaling. ``auto`` uses it on GPUs that
-support it and on CPUs that compute bf16 natively (AVX512-BF16 or AMX, as oneDNN reports): there it
+support it and on CPUs that compute bf16 natively (AVX512-BF16 or AMX in the CPU flags): there it
 was about 1.9× faster than float32 for 3D convolutions. Elsewhere the CPU emulates bf16, and a 3D
-U-Net training step was 10-16× *slower* than in float32 (an AVX2-only AMD EPYC), so ``auto`` means
-float32 there. fp16 needs a `torch.amp.GradScaler` and a GPU.
+U-Net training step was 10-16× *slower* than in float32 (an AVX2-only AMD EPYC), a 2D one 2× slower
+(AVX-512 without BF16, where oneDNN still says it supports bf16), so ``auto`` means float32 there.
+fp16 needs a `torch.amp.GradScaler` and a GPU.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -21,8 +23,27 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 CHOICES = ("auto", *DTYPES)
 
 
+#: CPU flags (Linux ``/proc/cpuinfo``) of native bf16 arithmetic. oneDNN also "supports" bf16 on plain
+#: AVX-512 by converting to float32, which made a 2D U-Net training step twice as slow as float32 on
+#: this project's AVX-512 CPU without them (5.3 s against 2.7 s; docs/benchmarks.md).
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+CPUINFO = Path("/proc/cpuinfo")
+
+
 def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (otherwise bf16 autocast is slower than float32)."""
+    """Whether this CPU computes bf16 natively (otherwise bf16 autocast is slower than float32): a
+    `NATIVE_BF16_FLAGS` flag where the CPU flags can be read, else oneDNN's own answer."""
+    try:
+        flags = {
+            flag
+            for line in CPUINFO.read_text().splitlines()
+            if line.startswith("flags")
+            for flag in line.partition(":")[2].split()
+        }
+    except OSError:
+        flags = set()
+    if flags:
+        return bool(flags & NATIVE_BF16_FLAGS)
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch build without oneDNN

@@ -74,6 +74,9 @@ class RunConfig:
     mask_threshold: float | None = None
     #: plans.json from ``medseg plan``; None computes the plan from the dataset before training.
     plan: str | None = None
+    #: Network rank: 2 trains a 2D network on the slices of 3D volumes, 3 a 3D network; None lets the
+    #: planner choose (slices for strongly anisotropic data). Applies when no `plan` file is given.
+    dims: int | None = None
     #: Override the plan's target spacing (mm per axis), e.g. to train 2D X-rays at half resolution.
     target_spacing: list[float] | None = None
     #: Cross-validation: this fold of `folds` (deterministic, seed `split_seed`), saved to `splits`.
@@ -224,6 +227,8 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(
             f"fold must be in 0..{config.folds - 1} for folds={config.folds}, got {config.fold}"
         )
+    if config.dims not in (None, 2, 3):
+        raise ConfigError(f"dims must be 2 or 3 (or left out), got {config.dims!r}")
     memory_format.check_setting(config.channels_last)
     if config.num_workers < 0:
         raise ConfigError(f"num_workers must be 0 or more, got {config.num_workers}")

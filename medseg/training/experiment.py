@@ -55,6 +55,11 @@ def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
     `patch_size` override it, and ``augmentation.flip: false`` empties its `mirror_axes`."""
     if config.plan:
         plan = load_plan(config.plan)
+        if config.dims is not None and config.dims != plan.network_dims:
+            raise ConfigError(
+                f"dims {config.dims} contradicts the plan {config.plan} ({plan.network_dims}D network); "
+                "re-plan with --dims or leave dims out"
+            )
     else:
         log.info("no plan given: fingerprinting %d cases", len(dataset.cases))
         fingerprint = compute_fingerprint(dataset, progress=False)
@@ -62,7 +67,9 @@ def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
             log.info("%d label file(s) read as %s masks and binarised", count, kind)
         for warning in fingerprint["warnings"]:
             log.warning("dataset: %s", warning)
-        plan = Planner(fingerprint).plan(dataset.describe(config.dataset))
+        plan = Planner(fingerprint).plan(dataset.describe(config.dataset), dims=config.dims)
+        if plan.slice_reason:
+            log.info("plan: %s", plan.slice_reason)
     if config.target_spacing is not None:
         if len(config.target_spacing) != plan.dim:
             raise ConfigError(f"target_spacing needs {plan.dim} values for this {plan.dim}D plan")
@@ -78,9 +85,12 @@ def dynunet_options(plan: Plan, options: dict) -> dict:
     """DynUNet strides and kernels from the plan's pool counts, unless the config sets them."""
     if "strides" in options or "kernel_size" in options:
         return options
-    levels = max(plan.pool_counts)
-    strides = [[1] * plan.dim] + [
-        [2 if level <= count else 1 for count in plan.pool_counts] for level in range(1, levels + 1)
+    pool_counts = [
+        count for axis, count in enumerate(plan.pool_counts) if axis != plan.slice_axis
+    ]  # a slice plan's network sees the other axes only
+    levels = max(pool_counts)
+    strides = [[1] * plan.network_dims] + [
+        [2 if level <= count else 1 for count in pool_counts] for level in range(1, levels + 1)
     ]
     filters = [min(BASE_FILTERS * 2**level, MAX_FILTERS) for level in range(levels + 1)]
     return {"kernel_size": [3] * (levels + 1), "strides": strides, "filters": filters, **options}
@@ -131,10 +141,21 @@ def prepare(config: RunConfig) -> Experiment:
         raise ConfigError(
             f"patch_size needs {plan.dim} values for this {plan.dim}D dataset, got {patch_size}"
         )
+    if plan.slice_axis is not None and patch_size[plan.slice_axis] != 1:
+        raise ConfigError(
+            f"patch_size {patch_size}: a 2D network on slices along axis {plan.slice_axis} needs 1 there"
+        )
     options = dict(config.model_options)
     if config.model == "dynunet":
         options = dynunet_options(plan, options)
-    model_config = ModelConfig(config.model, plan.dim, len(plan.normalization), max(class_names) + 1, options)
+    model_config = ModelConfig(
+        config.model,
+        plan.network_dims,
+        len(plan.normalization),
+        max(class_names) + 1,
+        options,
+        slice_axis=plan.slice_axis,
+    )
     with torch.device("meta"):
         model_config.build()  # unknown model or options fail here, before any data is read
     initial_weights = None

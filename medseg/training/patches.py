@@ -41,6 +41,7 @@ from monai.transforms import (
     RandScaleIntensityd,
     SelectItemsd,
     SpatialPadd,
+    SqueezeDimd,
     Transform,
 )
 from torch.utils.data import Sampler
@@ -175,11 +176,19 @@ def random_transforms(
     )
     # Batches of MetaTensors would make every operation of the network pay MetaTensor's bookkeeping
     # (about 15% of a 3D U-Net step on the CPU), so the patch leaves as a plain tensor.
+    slicing: list[Transform] = []
+    dim, mirror_axes = plan.dim, plan.mirroring
+    if plan.slice_axis is not None:  # a 2D network: the one-slice patch becomes a 2D image
+        slicing = [SqueezeDimd(KEYS, dim=plan.slice_axis + 1)]
+        dim = 2
+        axis_out = plan.slice_axis
+        mirror_axes = tuple(axis - (axis > axis_out) for axis in mirror_axes if axis != axis_out)
     return UntrackedCompose(
         [
             crop,
             SelectItemsd(KEYS),
-            *augmentations(plan.dim, options, plan.mirroring),
+            *slicing,
+            *augmentations(dim, options, mirror_axes),
             EnsureTyped(KEYS, track_meta=False),
         ]
     )

@@ -66,7 +66,7 @@ class Trainer:
         if experiment.initial_weights is not None:  # fine-tuning; --resume then loads last.pt over it
             model.load_state_dict(experiment.initial_weights)
         model = model.to(device)
-        dim = experiment.plan.dim
+        dim = experiment.plan.network_dims  # a slice plan trains its 2D network on 2D patches
         self.memory_format: torch.memory_format | None = None
         if wants_channels_last(config.channels_last, device, dim):
             self.memory_format = channels_last_format(dim)

@@ -45,6 +45,7 @@ def predict_volume(
         batch_size=VALIDATION_SW_BATCH,
         precision=precision.name,
         channels_last=channels_last,
+        network_dims=getattr(network, "convolution_dims", None),  # a 2D network on slices: 2
         device=str(next(network.parameters()).device),
     )
     voxels = image.as_tensor() if isinstance(image, MetaTensor) else image
