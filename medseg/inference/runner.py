@@ -185,8 +185,15 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         with atomic_path(out / UNCERTAINTY_NAME) as temporary:
             write_volume(uncertainty, temporary)
         outputs.append(UNCERTAINTY_NAME)
-    segments = {}
-    if options.write_seg and job.kind.startswith("dicom"):
+    segments, warnings = {}, []
+    if options.write_seg and job.kind.startswith("dicom") and image.meta.get("mosaic"):
+        warnings.append(
+            "no DICOM SEG: a SEG references single-slice images, and a Siemens mosaic holds all its "
+            "slices in one image (the mask is written)"
+        )
+        logger.warning("%s: %s", job.label, warnings[-1])
+        notes.append(f"{warnings[-1]}.")
+    elif options.write_seg and job.kind.startswith("dicom"):
         segments = _write_seg(job, image, labels, out, segmenter, options.anonymize, domain.flag)
         outputs.append(SEG_NAME)
     if options.write_overlays:
@@ -224,6 +231,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         **segmenter.describe_settings(),
         "options": options.outputs(),
         "outputs": outputs,
+        "warnings": warnings,
         "anonymized": options.anonymize,
         "seconds": round(time.perf_counter() - start, 2),
     }

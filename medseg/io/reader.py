@@ -59,6 +59,7 @@ def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Imag
 def _read_dicom_file(path: Path, kind: type[Image]) -> Image:
     from medseg.io.dicom import read_dicom_image, read_series
     from medseg.io.dicom.files import SkippedFile, read_dataset
+    from medseg.io.dicom.mosaic import is_mosaic
     from medseg.io.dicom.values import integer, values_of
 
     header = read_dataset(path, pixels=False)
@@ -70,7 +71,7 @@ def _read_dicom_file(path: Path, kind: type[Image]) -> Image:
         return read_seg(path)
     with values_of(path):  # a malformed number (NumberOfFrames "1A") is one line naming the file
         frames = integer(header, "NumberOfFrames", 1) or 1
-    if frames > 1:
+    if frames > 1 or is_mosaic(header):  # the slices of a volume in one file
         return _as_kind(read_series([path]), kind)
     return _as_kind(read_dicom_image(path), kind)
 

@@ -1,10 +1,11 @@
 """Files medseg's team did not write: a named pipe among the inputs, palette-colour and Siemens mosaic
-DICOM from pydicom's and nibabel's test data, and radiographs with impossible pixel headers. Each is
-refused in one line naming the file, never read as a wrong image, and never stops or hangs the good input
-beside it."""
+DICOM from pydicom's and nibabel's test data, and radiographs with impossible pixel headers. Each is read
+as the image it is (a mosaic as its volume, checked against dcm2niix) or refused in one line naming the
+file, never read as a wrong image, and never stops or hangs the good input beside it."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import pydicom
 import pytest
 from dicom_factory import write_radiograph
 from infer_models import save_threshold_checkpoint
+from system_tools import require_tool
 
 from medseg.errors import InputError
 from medseg.io.reader import read_image
@@ -75,16 +77,54 @@ def test_palette_colour_images_are_refused_not_segmented(tmp_path):
     assert "PALETTE COLOR image" in series["problem"]
 
 
-@pytest.mark.parametrize("name", ["0.dcm", "csa_slice_norm.dcm"])
-def test_siemens_mosaics_are_refused_not_read_as_one_slice(name, tmp_path):
-    with pytest.raises(InputError, match="a Siemens mosaic"):
+def test_a_siemens_mosaic_is_read_as_its_volume_where_dcm2niix_puts_it(tmp_path):
+    folder = tmp_path / "dwi"
+    folder.mkdir()
+    with gzip.open(MOSAICS / "siemens_dwi_1000.dcm.gz") as packed:  # 48 slices of 128x128 in 896x896
+        (folder / "dwi.dcm").write_bytes(packed.read())
+    image = read_image(folder / "dwi.dcm")
+    assert image.shape == (128, 128, 48) and read_image(folder).shape == (128, 128, 48)
+    dcm2niix = require_tool("dcm2niix", "dcm2niix")  # an independent reader: the same voxels in space
+    subprocess.run([dcm2niix, "-o", str(tmp_path), "-f", "reference", str(folder)], check=True)
+    assert_same_voxels_in_space(image, nibabel.load(tmp_path / "reference.nii"))
+    model = save_threshold_checkpoint(tmp_path / "m3d.pt", 3, [1.8, 1.8, 3.0], [32, 32, 16])
+    run = _medseg(
+        "infer", str(folder), "-m", str(model), "-o", str(tmp_path / "out"), "--force-domain", cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    assert "no DICOM SEG: a SEG references single-slice images" in run.stderr
+    [result] = (tmp_path / "out").glob("*/result.json")
+    record = json.loads(result.read_text())
+    assert record["grid"]["shape"] == [128, 128, 48] and "seg.dcm" not in record["outputs"]
+    assert record["warnings"] and (result.parent / "mask.nii.gz").is_file()
+
+
+def assert_same_voxels_in_space(image, reference) -> None:
+    """Every voxel of `image` lands on a voxel centre of NIfTI `reference` holding the same value."""
+    indices = np.indices(image.shape).reshape(3, -1)
+    world = image.affine @ np.vstack([indices, np.ones(indices.shape[1])])
+    theirs = np.linalg.inv(reference.affine) @ world
+    assert np.abs(theirs[:3] - np.round(theirs[:3])).max() < 1e-3
+    i, j, k = np.round(theirs[:3]).astype(int)
+    np.testing.assert_array_equal(image.array.reshape(-1), np.asarray(reference.dataobj)[i, j, k])
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("0.dcm", "a 256x256 mosaic is not a 7x7 grid of whole slices"),  # dcm2niix and nibabel disagree
+        ("csa_slice_norm.dcm", "no pixel data"),
+    ],
+)
+def test_siemens_mosaics_that_do_not_tile_are_refused_not_read_as_one_slice(name, words, tmp_path):
+    with pytest.raises(InputError, match=words):
         read_image(MOSAICS / name)
     folder = tmp_path / "mosaic"
     folder.mkdir()
     shutil.copy(MOSAICS / name, folder)
     info = json.loads(_medseg("info", str(folder), cwd=tmp_path).stdout)
     [series] = [s for study in info["studies"] for s in study["series"]]
-    assert "a Siemens mosaic" in series["problem"]
+    assert words in series["problem"]
 
 
 @pytest.mark.parametrize(

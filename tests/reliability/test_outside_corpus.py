@@ -1,7 +1,7 @@
-"""Every test file that pydicom and nibabel install, through ``medseg info`` one by one: each is read, or
-refused in one line naming the file; never a traceback, never a hang (the sweep runs in a child process
-with a deadline). The files were written by other teams, for their own regression tests: truncated
-headers, odd VRs, big-endian, palette colour, Siemens mosaics, MINC, PAR/REC, streamlines...
+"""Every test file that pydicom, nibabel and pynetdicom install, through ``medseg info`` one by one: each
+is read, or refused in one line naming the file; never a traceback, never a hang (the sweep runs in a
+child process with a deadline). The files were written by other teams, for their own regression tests:
+truncated headers, odd VRs, big-endian, palette colour, Siemens mosaics, MINC, PAR/REC, streamlines...
 
 The outcome counts are printed (``pytest -s``) and recorded in docs/reliability.md."""
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nibabel
 import pydicom
+import pynetdicom
 from infer_models import save_threshold_checkpoint
 
 #: The folders of outside test files, as installed.
@@ -23,7 +24,9 @@ SOURCES = {
     "pydicom": Path(pydicom.__file__).parent / "data" / "test_files",
     "nibabel": Path(nibabel.__file__).parent / "tests" / "data",
     "nibabel.nicom": Path(nibabel.__file__).parent / "nicom" / "tests" / "data",
+    "pynetdicom": Path(pynetdicom.__file__).parent / "tests" / "dicom_files",
 }
+# highdicom's wheel installs no test files (its tests read pydicom's), so it adds none here.
 #: Every file of the corpus must be answered within this many seconds in all (about 0.1 s each here).
 DEADLINE_S = 600
 #: The sweep: one process imports medseg once and runs ``medseg info`` on each file, catching nothing

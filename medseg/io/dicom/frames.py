@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 
 from medseg.errors import GeometryError, InputError
+from medseg.io.dicom.mosaic import is_mosaic, mosaic_frames
 from medseg.io.dicom.values import integer, number, numbers, text, values_of
 
 #: Largest deviation from 1 of |row x column| for ImageOrientationPatient to count as orthonormal.
@@ -95,7 +96,8 @@ def frames_of(ds: pydicom.Dataset, path: Path) -> list[Frame]:
             return [_enhanced_frame(ds, path, i) for i in range(frames)]
         if frames > 1:
             raise InputError(path, "multi-frame image without functional groups: frame positions are unknown")
-        return [_frame(ds, ds, ds, ds, path, 0, ds)]
+        frame = _frame(ds, ds, ds, ds, path, 0, ds)
+        return mosaic_frames(frame, ds) if is_mosaic(ds) else [frame]
 
 
 def _frame(

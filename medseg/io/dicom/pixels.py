@@ -16,6 +16,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from medseg.errors import InputError
+from medseg.io.dicom.mosaic import is_mosaic, mosaic_layout, untile
 from medseg.io.dicom.values import integer, number, text, values_of
 
 #: Bits per stored value that we read (1-bit data is for masks and overlays, not images).
@@ -50,11 +51,8 @@ def _check_decodable(ds: pydicom.Dataset, path: Path, pixels: bool) -> None:
     if photometric and photometric not in GREY_LEVELS:
         meaning = "indices into a colour table" if photometric.startswith("PALETTE") else "colour components"
         raise InputError(path, f"{photometric} image: its values are {meaning}, not intensities to segment")
-    if "MOSAIC" in text(ds, "ImageType").upper():
-        raise InputError(
-            path,
-            "a Siemens mosaic (the slices of a volume tiled in one image): convert it with dcm2niix first",
-        )
+    if is_mosaic(ds):
+        mosaic_layout(ds, path)  # its slices must be known
     bits = integer(ds, "BitsAllocated")
     if bits not in SUPPORTED_BITS_ALLOCATED:
         raise InputError(path, f"BitsAllocated {bits} is not supported")
@@ -136,7 +134,13 @@ def read_native_into(ds: pydicom.Dataset, path: Path, out: np.ndarray) -> bool:
 
 
 def stored_frames(ds: pydicom.Dataset, path: Path) -> np.ndarray:
-    """Stored values of every frame, shape (frames, rows, columns), in the dataset's own integer type."""
+    """Stored values of every frame, shape (frames, rows, columns), in the dataset's own integer type;
+    the slices of a Siemens mosaic are its frames."""
+    frames = _stored_frames(ds, path)
+    return untile(frames[0], mosaic_layout(ds, path)) if is_mosaic(ds) else frames
+
+
+def _stored_frames(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     check_decodable(ds, path)
     if "PixelData" not in ds:
         raise InputError(path, "no pixel data")

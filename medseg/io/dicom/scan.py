@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from medseg.errors import MedsegError
-from medseg.io.dicom.files import SkippedFile, list_files, read_datasets, split_images
+from medseg.errors import InputError, MedsegError
+from medseg.io.dicom.files import SkippedFile, list_files, read_dataset, read_datasets, split_images
 from medseg.io.dicom.frames import frames_of
 from medseg.io.dicom.geometry import assemble
 from medseg.io.dicom.pixels import check_decodable
@@ -164,10 +164,11 @@ def plane_name(orientation: np.ndarray) -> str:
 def _describe(uid: str, items: list[tuple[Path, pydicom.Dataset]]) -> SeriesInfo:
     first = items[0][1]
     problem, orientation, slices, affine = None, "unknown", 0, None
+    rows, columns = int(first.Rows), int(first.Columns)
     try:
-        check_decodable(first, items[0][0], pixels=False)  # what reading refuses (palette, mosaic...)
+        _check_first_pixels(items[0][0])  # what reading refuses (palette, colour, no pixel data...)
         frames = [frame for path, ds in items for frame in frames_of(ds, path)]
-        slices = len(frames)
+        slices, rows, columns = len(frames), frames[0].rows, frames[0].columns  # a mosaic's tiles
         orientation = plane_name(frames[0].orientation)
         stack = assemble(frames)
         slices, affine = len(stack.frames), LPS_TO_RAS @ stack.affine_lps
@@ -181,9 +182,18 @@ def _describe(uid: str, items: list[tuple[Path, pydicom.Dataset]]) -> SeriesInfo
         number_of_files=len(items),
         number_of_slices=slices,
         orientation=orientation,
-        rows=int(first.Rows),
-        columns=int(first.Columns),
+        rows=rows,
+        columns=columns,
         problem=problem,
         files=[path for path, _ in items],
         affine=affine,
     )
+
+
+def _check_first_pixels(path: Path) -> None:
+    """What reading would refuse in the pixel data of a series' first file, read with its pixel data
+    deferred (the bytes are not loaded): colour, no decoder, none or too few bytes."""
+    ds = read_dataset(path, pixels=True)
+    if isinstance(ds, SkippedFile):
+        raise InputError(path, ds.reason)
+    check_decodable(ds, path, pixels=True)

@@ -20,6 +20,7 @@ from medseg.errors import GeometryError, InputError
 from medseg.io.dicom.files import list_files, read_datasets, split_images
 from medseg.io.dicom.frames import Frame, frames_of
 from medseg.io.dicom.geometry import Stack, assemble
+from medseg.io.dicom.mosaic import is_mosaic
 from medseg.io.dicom.pixels import check_decodable, read_native_into, stored_dtype, stored_frames
 from medseg.io.dicom.repair import remove_tilt, uniform_spacing
 from medseg.io.dicom.values import text
@@ -144,7 +145,9 @@ def _meta(ds: pydicom.Dataset, stack: Stack, slices: int, skipped: int) -> dict[
         "number_of_slices": slices,
         "source": str(stack.frames[0].path.parent),  # what errors about the image name
     }
-    if stack.frames[0].multi_frame:
+    if is_mosaic(ds):
+        meta["mosaic"] = True  # its slices share one image: no frame of it to reference
+    elif stack.frames[0].multi_frame:
         meta["frame_numbers"] = [f.index + 1 for f in stack.frames]  # 1-based, as DICOM references frames
     if stack.repairs:
         meta["repairs"] = list(stack.repairs)
