@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pydicom
 
@@ -61,16 +61,21 @@ def _count(ds: pydicom.Dataset, keyword: str) -> int | None:
         raise ValueError(f"{keyword} {str(value)[:20]!r} is not a whole number") from None
 
 
-def parse_records(records: object, build: Callable[[pydicom.Dataset], T], what: str) -> list[T]:
-    """`build` applied to each record of a PACS answer (DICOM JSON objects or datasets). An answer that
-    is not a list is a `PacsError`; a malformed record is logged (without patient data) and skipped, so
-    one bad record never stops a search, a retrieval or a watcher."""
+def parse_records(
+    records: object,
+    build: Callable[[pydicom.Dataset], T],
+    what: str,
+    read: Callable[[Any], pydicom.Dataset] = pydicom.Dataset.from_json,
+) -> list[T]:
+    """`build` applied to each record of a PACS answer (DICOM JSON objects, made datasets by `read`, or
+    datasets). An answer that is not a list is a `PacsError`; a malformed record is logged (without
+    patient data) and skipped, so one bad record never stops a search, a retrieval or a watcher."""
     if not isinstance(records, list):
         raise PacsError(f"{what}: the PACS answered with a {type(records).__name__}, not a list of records")
     built = []
     for number, record in enumerate(records, start=1):
         try:
-            dataset = record if isinstance(record, pydicom.Dataset) else pydicom.Dataset.from_json(record)
+            dataset = record if isinstance(record, pydicom.Dataset) else read(record)
             built.append(build(dataset))
         except Exception as error:  # malformed JSON, values or VRs, from a PACS we do not control
             reason = " ".join(str(error).split())[:200]

@@ -18,6 +18,7 @@ import pydicom
 import requests
 import urllib3
 from dicomweb_client.api import DICOMwebClient
+from pydicom.errors import InvalidDicomError
 
 from medseg.pacs.client import PacsClient, PacsError, Series, Study, StudyQuery, parse_records, save_instance
 from medseg.pacs.config import PacsConfig
@@ -108,6 +109,10 @@ class DicomWebClient(PacsClient):
     def _call(self, what: str, request: Callable[[], T]) -> T:
         try:
             return request()
+        except requests.exceptions.JSONDecodeError:
+            raise PacsError(
+                f"{what}: {self.config.describe()} answered with something that is not JSON"
+            ) from None
         except requests.HTTPError as error:
             status = error.response.status_code if error.response is not None else "?"
             hint = " (check username and password)" if status in (401, 403) else ""
@@ -115,6 +120,12 @@ class DicomWebClient(PacsClient):
         except requests.RequestException as error:
             raise PacsError(
                 f"{what}: cannot reach {self.config.describe()} ({type(error).__name__})"
+            ) from None
+        except (ValueError, TypeError, AttributeError, KeyError, InvalidDicomError) as error:
+            # a body that is not what the standard says (media type, multipart parts, DICOM files)
+            reason = " ".join(str(error).split())[:200]
+            raise PacsError(
+                f"{what}: malformed answer from {self.config.describe()} ({type(error).__name__}: {reason})"
             ) from None
 
     def find_studies(self, query: StudyQuery) -> list[Study]:
@@ -160,7 +171,12 @@ class DicomWebClient(PacsClient):
             "WADO-RS series metadata",
             lambda: self._client.retrieve_series_metadata(study_instance_uid, series_instance_uid),
         )
-        return [pydicom.Dataset.from_json(item, bulk_data_uri_handler=_no_bulk_data) for item in metadata]
+        return parse_records(
+            metadata,
+            lambda ds: ds,
+            "WADO-RS series metadata",
+            read=lambda item: pydicom.Dataset.from_json(item, bulk_data_uri_handler=_no_bulk_data),
+        )
 
     def store(self, paths: Sequence[str | os.PathLike]) -> None:
         datasets = [pydicom.dcmread(path) for path in paths]

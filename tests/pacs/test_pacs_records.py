@@ -1,14 +1,20 @@
 """Malformed answers from a PACS: one bad QIDO/C-FIND record is logged and skipped, an answer that is not a
-list is one PacsError, and a watcher polling such a PACS keeps polling (no traceback, no exit)."""
+list is one PacsError, and a watcher polling such a PACS keeps polling (no traceback, no exit). A fake
+DICOMweb server (`fake_dicomweb`) serves login pages, proxy errors, non-DICOM parts and slow drips to
+every request the client makes."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
+from fake_dicomweb import Answer, FakeDicomWeb
 
+from medseg.cli.main import main
 from medseg.pacs.client import PacsError, Study, StudyQuery, parse_records
 from medseg.pacs.config import load_config
+from medseg.pacs.dicomweb import DicomWebClient
 from medseg.pacs.state import ProcessedStudies
 from medseg.pacs.watch import Watcher
 
@@ -66,35 +72,76 @@ class _Done:
         self.segmented = self.stored = self.already_stored = 0
 
 
-def test_a_pacs_dripping_its_answer_is_cut_at_the_deadline():
+@pytest.fixture
+def fake_pacs():
+    with FakeDicomWeb().running() as server:
+        yield server
+
+
+def _client(url: str, timeout_s: str = "3") -> DicomWebClient:
+    return DicomWebClient(load_config(None, {"MEDSEG_PACS_URL": url, "MEDSEG_PACS_TIMEOUT": timeout_s}))
+
+
+def test_a_pacs_dripping_its_answer_is_cut_at_the_deadline(fake_pacs):
     """timeout_s bounds the whole answer, not each read: a server sending a byte every 0.2 s is cut."""
-    import http.server
-    import threading
-    import time
+    fake_pacs.answer = Answer(body=b" " * 100, drip_s=0.2)
+    start = time.monotonic()
+    with pytest.raises(PacsError, match="cannot reach"):
+        _client(fake_pacs.url, "1.5").find_studies(StudyQuery())
+    assert time.monotonic() - start < 5  # not the 20 s the drip would take
 
-    from medseg.pacs.dicomweb import DicomWebClient
 
-    class Drip(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/dicom+json")
-            self.end_headers()
-            for _ in range(100):
-                self.wfile.write(b" ")
-                self.wfile.flush()
-                time.sleep(0.2)
+MULTIPART = 'multipart/related; type="application/dicom"; boundary=b'
+#: Answers real servers have given (a login page, an empty body, a proxy error...) and what each of the
+#: client's requests makes of them: a `PacsError` with these words, or records left out one by one.
+MALFORMED = {
+    "html page": (
+        Answer(media_type="text/html", body=b"<html>log in</html>"),
+        "not JSON",
+        "Unexpected media",
+    ),
+    "proxy error": (Answer(502, "text/plain", b"bad gateway"), "HTTP 502", "HTTP 502"),
+    "login needed": (Answer(401, "text/plain", b""), "check username and password", "check username"),
+    "not DICOM parts": (
+        Answer(media_type=MULTIPART, body=b"--b\r\n\r\nnot dicom\r\n--b--"),
+        "not JSON",
+        "malformed answer",
+    ),
+    # studies and series need a valid Study/Series UID; a metadata record needs only to be DICOM JSON
+    "records of the wrong type": (
+        Answer(body=b'["x", 1, {"0020000D": {"vr": "XX"}}]'),
+        {"studies": 0, "series": 0, "metadata": 1},
+        "malformed answer",
+    ),
+}
 
-        def log_message(self, *args):
-            pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
-        client = DicomWebClient(load_config(None, {"MEDSEG_PACS_URL": url, "MEDSEG_PACS_TIMEOUT": "1.5"}))
-        start = time.monotonic()
-        with pytest.raises(PacsError, match="cannot reach"):
-            client.find_studies(StudyQuery())
-        assert time.monotonic() - start < 5  # not the 20 s the drip would take
-    finally:
-        server.shutdown()
+@pytest.mark.parametrize("case", MALFORMED)
+def test_each_request_meets_a_malformed_answer_with_one_error_or_skips_the_bad_records(
+    fake_pacs, case, tmp_path
+):
+    answer, search_words, retrieve_words = MALFORMED[case]
+    fake_pacs.answer = answer
+    client = _client(fake_pacs.url)
+    searches = {
+        "studies": lambda: client.find_studies(StudyQuery()),
+        "series": lambda: client.find_series(GOOD_UID),
+        "metadata": lambda: client.series_headers(GOOD_UID, GOOD_UID),
+    }
+    for name, search in searches.items():
+        if isinstance(search_words, dict):  # the bad records left out, the answer kept
+            assert len(search()) == search_words[name], name
+        else:
+            with pytest.raises(PacsError, match=search_words):
+                search()
+    with pytest.raises(PacsError, match=retrieve_words) as error:
+        client.retrieve_series(GOOD_UID, GOOD_UID, tmp_path / "series")
+    assert "\n" not in str(error.value)
+
+
+def test_pacs_find_against_a_malformed_server_is_one_line_and_exit_2(fake_pacs, monkeypatch, capsys):
+    fake_pacs.answer = Answer(media_type="text/html", body=b"<html>maintenance</html>")
+    monkeypatch.setenv("MEDSEG_PACS_URL", fake_pacs.url)
+    assert main(["pacs", "find"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "answered with something that is not JSON" in error[0]
