@@ -148,6 +148,7 @@ def _write_seg(
             pseudonym,
             # the standing warning, and the domain flag where it is not ok
             series_description=SERIES_DESCRIPTION if flag == OK else f"{SERIES_DESCRIPTION} [{flag}]",
+            frame_numbers=image.meta.get("frame_numbers"),
         )
     except (ValueError, TypeError, AttributeError) as error:  # highdicom refusing what the source holds
         reason = f"{type(error).__name__}: {' '.join(str(error).split())}"

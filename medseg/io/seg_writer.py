@@ -94,7 +94,8 @@ def segment_codes(name: str) -> tuple[Code, Code]:
 def read_source_headers(
     files: Sequence[str | os.PathLike], sop_instance_uids: Sequence[str] | None = None
 ) -> list[pydicom.Dataset]:
-    """Headers of the source `files` ordered as `sop_instance_uids` (the label map's slice order).
+    """Headers of the source `files` ordered as `sop_instance_uids` (the label map's slice order), each
+    once (the frames of a multi-frame image share its UID).
 
     Without `sop_instance_uids` (one 2D image), the headers in the order of `files`.
     """
@@ -112,6 +113,7 @@ def read_source_headers(
             ds.FrameOfReferenceUID = frame_of_reference
         if not ds.get("SOPClassUID"):
             ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        _drop_malformed_numbers(ds)
         for keyword in EMPTY_ALLOWED:  # the SEG copies them; DICOM allows them empty, not absent
             if keyword not in ds:
                 setattr(ds, keyword, "")
@@ -121,13 +123,42 @@ def read_source_headers(
     missing = [uid for uid in sop_instance_uids if uid not in by_uid]
     if missing:
         raise InputError(Path(files[0]).parent, f"{len(missing)} source instance(s) of the labels not found")
-    return [by_uid[str(uid)] for uid in sop_instance_uids]
+    return [by_uid[str(uid)] for uid in dict.fromkeys(sop_instance_uids)]
 
 
-def _frames(labels: LabelMap, sources: Sequence[pydicom.Dataset], segment_of: np.ndarray) -> np.ndarray:
-    """(frames, rows, columns) array of segment numbers, frame k from slice k."""
+def _drop_malformed_numbers(ds: pydicom.Dataset) -> None:
+    """Remove the decimal and integer strings that are not numbers ("2.5/0" in some exports) from a
+    source header: the SEG copies some of them, and pydicom refuses to write them. The image's geometry
+    was read and checked from the same header before, so a value needed for it never reaches here."""
+    for element in list(ds):
+        if element.VR not in ("DS", "IS"):
+            continue
+        raw = (
+            element.value
+            if isinstance(element.value, (list, pydicom.multival.MultiValue))
+            else [element.value]
+        )
+        try:
+            [float(value) for value in raw if value not in (None, "")]
+        except (TypeError, ValueError):
+            del ds[element.tag]
+
+
+def _frames(
+    labels: LabelMap,
+    sources: Sequence[pydicom.Dataset],
+    segment_of: np.ndarray,
+    frame_numbers: Sequence[int] | None,
+) -> np.ndarray:
+    """(frames, rows, columns) array of segment numbers: frame k from slice k, or for one multi-frame
+    source, frame n from the slice whose `frame_numbers` entry is n (the source's frame order)."""
     array = labels.array if labels.ndim == 3 else labels.array[:, :, None]
-    if array.shape[2] != len(sources):
+    if frame_numbers is not None:
+        count = int(sources[0].get("NumberOfFrames", 1) or 1)
+        if len(sources) != 1 or sorted(frame_numbers) != list(range(1, count + 1)):
+            raise GeometryError(None, f"label slices from frames {list(frame_numbers)} of {count}")
+        array = array[:, :, np.argsort(frame_numbers)]
+    elif array.shape[2] != len(sources):
         raise GeometryError(None, f"{array.shape[2]} label slices for {len(sources)} source instances")
     rows, columns = int(sources[0].Rows), int(sources[0].Columns)
     if array.shape[:2] != (columns, rows):
@@ -146,8 +177,10 @@ def write_seg(
     algorithm_version: str,
     pseudonym: str | None = None,
     series_description: str = SERIES_DESCRIPTION,
+    frame_numbers: Sequence[int] | None = None,
 ) -> dict[int, int]:
-    """Write `labels` (on the source grid, slice k = ``sources[k]``) as a DICOM SEG at `path`.
+    """Write `labels` (on the source grid, slice k = ``sources[k]``, or frame ``frame_numbers[k]`` of one
+    multi-frame source) as a DICOM SEG at `path`.
 
     `series_description` starts with `SERIES_DESCRIPTION` (results are recognised by it).
 
@@ -174,7 +207,10 @@ def write_seg(
                 algorithm_identification=algorithm,
             )
         )
-    frames = _frames(labels, sources, segment_of)
+    for ds in sources:  # highdicom copies it into the SEG: a malformed one was dropped on reading
+        if "SliceThickness" not in ds and labels.ndim == 3:
+            ds.SliceThickness = f"{labels.spacing[2]:.6g}"  # the distance between slice centres
+    frames = _frames(labels, sources, segment_of, frame_numbers)
     seg = hd.seg.Segmentation(
         source_images=list(sources),
         pixel_array=frames.astype(np.uint8 if len(classes) < 256 else np.uint16),

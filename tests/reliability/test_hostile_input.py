@@ -20,6 +20,7 @@ import pydicom
 import pytest
 from dicom_factory import write_radiograph
 from infer_models import save_threshold_checkpoint
+from space import assert_same_voxels_in_space
 from system_tools import require_tool
 
 from medseg.errors import InputError
@@ -86,7 +87,8 @@ def test_a_siemens_mosaic_is_read_as_its_volume_where_dcm2niix_puts_it(tmp_path)
     assert image.shape == (128, 128, 48) and read_image(folder).shape == (128, 128, 48)
     dcm2niix = require_tool("dcm2niix", "dcm2niix")  # an independent reader: the same voxels in space
     subprocess.run([dcm2niix, "-o", str(tmp_path), "-f", "reference", str(folder)], check=True)
-    assert_same_voxels_in_space(image, nibabel.load(tmp_path / "reference.nii"))
+    reference = nibabel.load(tmp_path / "reference.nii")
+    assert_same_voxels_in_space(image.array, image.affine, np.asarray(reference.dataobj), reference.affine)
     model = save_threshold_checkpoint(tmp_path / "m3d.pt", 3, [1.8, 1.8, 3.0], [32, 32, 16])
     run = _medseg(
         "infer", str(folder), "-m", str(model), "-o", str(tmp_path / "out"), "--force-domain", cwd=tmp_path
@@ -97,16 +99,6 @@ def test_a_siemens_mosaic_is_read_as_its_volume_where_dcm2niix_puts_it(tmp_path)
     record = json.loads(result.read_text())
     assert record["grid"]["shape"] == [128, 128, 48] and "seg.dcm" not in record["outputs"]
     assert record["warnings"] and (result.parent / "mask.nii.gz").is_file()
-
-
-def assert_same_voxels_in_space(image, reference) -> None:
-    """Every voxel of `image` lands on a voxel centre of NIfTI `reference` holding the same value."""
-    indices = np.indices(image.shape).reshape(3, -1)
-    world = image.affine @ np.vstack([indices, np.ones(indices.shape[1])])
-    theirs = np.linalg.inv(reference.affine) @ world
-    assert np.abs(theirs[:3] - np.round(theirs[:3])).max() < 1e-3
-    i, j, k = np.round(theirs[:3]).astype(int)
-    np.testing.assert_array_equal(image.array.reshape(-1), np.asarray(reference.dataobj)[i, j, k])
 
 
 @pytest.mark.parametrize(
@@ -210,18 +202,31 @@ def test_a_png_promising_billions_of_pixels_is_refused_in_one_line(tmp_path):
         read_image(path)
 
 
+def _seg_of(folder: Path, tmp_path: Path, *options: str) -> Path:
+    """Segment DICOM `folder` with a 3D threshold model (CT domain forced) and return its one SEG."""
+    model = save_threshold_checkpoint(tmp_path / "ct.pt", 3, [1.0, 1.0, 1.0], [128, 128, 2])
+    done = _medseg(
+        "infer",
+        str(folder),
+        "-m",
+        str(model),
+        "-o",
+        str(tmp_path / "out"),
+        "--force-domain",
+        *options,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    [seg] = (tmp_path / "out").glob("*/seg.dcm")
+    return seg
+
+
 def test_the_seg_of_a_series_with_an_empty_character_set_is_written(datasets_dir, tmp_path):
     """The shared dcmqi CT says SpecificCharacterSet '' (common in PACS data): the SEG writer failed the
     whole study after its mask was written. The empty value now means the default repertoire."""
     series = datasets_dir / "dcmqi_ct3slice_seg" / "ct-3slice"
     assert pydicom.dcmread(next(series.iterdir())).SpecificCharacterSet == ""
-    model = save_threshold_checkpoint(tmp_path / "ct.pt", 3, [2.0, 2.0, 1.0], [64, 64, 4])
-    done = _medseg(
-        "infer", str(series), "-m", str(model), "-o", str(tmp_path / "out"), "--no-overlays", cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr
-    [seg] = (tmp_path / "out").glob("*/seg.dcm")
-    written = pydicom.dcmread(seg)
+    written = pydicom.dcmread(_seg_of(series, tmp_path, "--no-overlays"))
     assert written.FrameOfReferenceUID and written.Modality == "SEG"
 
 
@@ -320,3 +325,43 @@ def test_an_nrrd_header_cannot_point_outside_its_folder(tmp_path):
     header.write_text("\n".join([*fields, "data file: ../secret.raw"]) + "\n")
     with pytest.raises(InputError, match=r"volume\.nhdr: its data file '\.\./secret\.raw' lies outside"):
         read_image(header)
+
+
+def test_the_seg_of_a_multi_frame_source_references_its_frames(datasets_dir, tmp_path):
+    """An enhanced (multi-frame) CT made by highdicom from the dcmqi CT: its SEG is written, references
+    the source's frames, and reads back onto the mask's voxels in physical space."""
+    import highdicom
+
+    slices = [pydicom.dcmread(path) for path in sorted((datasets_dir / "dcmqi_ct3slice_seg").rglob("*.dcm"))]
+    slices = [ds for ds in slices if ds.Modality == "CT"]
+    enhanced = highdicom.legacy.LegacyConvertedEnhancedCTImage(slices, highdicom.UID(), 1, highdicom.UID(), 1)
+    folder = tmp_path / "enhanced"
+    folder.mkdir()
+    enhanced.save_as(folder / "ct.dcm")
+    out = _seg_of(folder, tmp_path)
+    seg = pydicom.dcmread(out)
+    referenced = [
+        int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+        for item in seg.PerFrameFunctionalGroupsSequence
+    ]
+    assert sorted(referenced) == [1, 2, 3]
+    mask, written = read_image(out.parent / "mask.nii.gz"), read_image(out)
+    assert mask.array.any()
+    assert_same_voxels_in_space(mask.array, mask.affine, written.array, written.affine)
+
+
+def test_a_malformed_numeric_string_in_the_source_does_not_stop_its_seg(datasets_dir, tmp_path):
+    """SliceThickness "2.5/0" (seen in PACS exports): the series is read from its positions, and its SEG
+    is written with the distance between slices as thickness instead of failing the study."""
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    for number, path in enumerate(sorted((datasets_dir / "dcmqi_ct3slice_seg").rglob("*.dcm"))):
+        ds = pydicom.dcmread(path)
+        if ds.Modality == "CT":
+            ds["SliceThickness"]._value = "2.5/0"
+            ds.save_as(folder / f"{number}.dcm", enforce_file_format=False)
+    out = _seg_of(folder, tmp_path, "--no-overlays")
+    assert (
+        float(pydicom.dcmread(out).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness)
+        == 1.0
+    )

@@ -147,9 +147,18 @@ def _frame(
         sop_instance_uid=sop_instance_uid(ds),
         temporal_position=temporal_position,
         acquisition_number=integer(ds, "AcquisitionNumber"),
-        slice_thickness=number(measures, "SliceThickness") if measures is not None else None,
+        slice_thickness=_slice_thickness(measures),
         stack_values={key: value for key in STACK_KEYS if (value := text(ds, key).strip())},
     )
+
+
+def _slice_thickness(measures: pydicom.Dataset | None) -> float | None:
+    """SliceThickness, or None where it is absent or malformed ("2.5/0" in some exports): only a single
+    slice's depth falls back on it, and positions place every slice of a series."""
+    try:
+        return number(measures, "SliceThickness") if measures is not None else None
+    except ValueError:
+        return None
 
 
 def _where(path: Path, index: int, multi_frame: bool) -> str:
