@@ -110,6 +110,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     select = parser.add_argument_group("selection and outputs")
     select.add_argument("--modality", action="append", default=[], help="only DICOM series of this modality")
     select.add_argument("--no-seg", action="store_true", help="do not write DICOM SEG files")
+    select.add_argument(
+        "--seg-type",
+        choices=("binary", "labelmap"),
+        default="binary",
+        help="DICOM SEG kind: binary (every viewer reads it) or labelmap (DICOM 2024c: one frame per "
+        "slice, far smaller for many classes; OHIF 3.11 and recent Slicer read it)",
+    )
+    select.add_argument(
+        "--rtstruct",
+        action="store_true",
+        help="also write rtstruct.dcm: an RT Structure Set with one ROI per class (3D DICOM series)",
+    )
     select.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     select.add_argument(
         "--anonymize",
@@ -176,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         modalities=args.modality,
         write_seg=not args.no_seg,
+        seg_type=args.seg_type,
+        write_rtstruct=args.rtstruct,
         write_overlays=not args.no_overlays,
         anonymize=args.anonymize,
         uncertainty=args.uncertainty,

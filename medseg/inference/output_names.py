@@ -10,6 +10,8 @@ MASK_NAME = "mask.nii.gz"
 #: For a PNG/JPEG input, also the labels as a PNG in the picture's own orientation (rows, columns).
 MASK_PNG_NAME = "mask.png"
 SEG_NAME = "seg.dcm"
+#: With ``--rtstruct``: the labels as an RT Structure Set, one ROI per class (DICOM series inputs).
+RTSTRUCT_NAME = "rtstruct.dcm"
 UNCERTAINTY_NAME = "uncertainty.nii.gz"
 OVERLAYS_DIR = "overlays"
 REPORT_NAME = "report.html"

@@ -47,6 +47,7 @@ from medseg.inference.output_names import (
     OVERLAYS_DIR,
     REPORT_NAME,
     RESULT_NAME,
+    RTSTRUCT_NAME,
     SEG_NAME,
     SUMMARY_NAME,
     UNCERTAINTY_NAME,
@@ -74,6 +75,10 @@ class RunOptions:
     """What to write, and how this process shares the work."""
 
     write_seg: bool = True
+    #: binary or labelmap (`medseg.io.seg_writer.SEG_TYPES`).
+    seg_type: str = "binary"
+    #: Also an RT Structure Set (3D DICOM series).
+    write_rtstruct: bool = False
     write_overlays: bool = True
     anonymize: bool = False  # exported DICOM carries a pseudonym instead of the patient's identity
     uncertainty: bool = False  # write the entropy map and show it in the report
@@ -90,6 +95,8 @@ class RunOptions:
         """The options that change what a result folder holds (recorded in result.json)."""
         return {
             "write_seg": self.write_seg,
+            "seg_type": self.seg_type,
+            "write_rtstruct": self.write_rtstruct,
             "write_overlays": self.write_overlays,
             "anonymize": self.anonymize,
             "uncertainty": self.uncertainty,
@@ -131,6 +138,7 @@ def _write_seg(
     segmenter: Segmenter,
     anonymize: bool,
     flag: str,
+    seg_type: str,
 ) -> dict[int, int]:
     from medseg.io.seg_writer import SERIES_DESCRIPTION, read_source_headers, write_seg  # highdicom: slow
 
@@ -149,10 +157,22 @@ def _write_seg(
             # the standing warning, and the domain flag where it is not ok
             series_description=SERIES_DESCRIPTION if flag == OK else f"{SERIES_DESCRIPTION} [{flag}]",
             frame_numbers=image.meta.get("frame_numbers"),
+            seg_type=seg_type,
         )
     except (ValueError, TypeError, AttributeError) as error:  # highdicom refusing what the source holds
         reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
         raise InputError(job.label, f"cannot write its DICOM SEG ({reason})") from None
+
+
+def _write_rtstruct(
+    job: Job, image: ScalarImage, labels: LabelMap, out: Path, segmenter: Segmenter, anonymize: bool
+) -> None:
+    from medseg.io.rtstruct_writer import write_rtstruct
+    from medseg.io.seg_writer import read_source_headers
+
+    headers = read_source_headers(job.files, image.meta["sop_instance_uids"])
+    pseudonym = f"{PSEUDONYM_PREFIX}{job.key}" if anonymize else None
+    write_rtstruct(labels, headers, out / RTSTRUCT_NAME, segmenter.class_names, segmenter.name, pseudonym)
 
 
 def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) -> dict[str, Any]:
@@ -195,8 +215,17 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         logger.warning("%s: %s", job.label, warnings[-1])
         notes.append(f"{warnings[-1]}.")
     elif options.write_seg and job.kind.startswith("dicom"):
-        segments = _write_seg(job, image, labels, out, segmenter, options.anonymize, domain.flag)
+        segments = _write_seg(
+            job, image, labels, out, segmenter, options.anonymize, domain.flag, options.seg_type
+        )
         outputs.append(SEG_NAME)
+    if options.write_rtstruct and job.kind == "dicom-series" and labels.ndim == 3:
+        if image.meta.get("mosaic"):
+            warnings.append("no RTSTRUCT: its contours reference single-slice images, not a mosaic")
+            logger.warning("%s: %s", job.label, warnings[-1])
+        else:
+            _write_rtstruct(job, image, labels, out, segmenter, options.anonymize)
+            outputs.append(RTSTRUCT_NAME)
     if options.write_overlays:
         overlays = write_overlays(image, labels, out / OVERLAYS_DIR, segmenter.class_names)
         outputs += [f"{OVERLAYS_DIR}/{path.name}" for path in overlays]

@@ -261,6 +261,8 @@ class Segmenter:
         *,
         modalities: Sequence[str] = (),
         write_seg: bool = True,
+        seg_type: str = "binary",
+        write_rtstruct: bool = False,
         write_overlays: bool = True,
         anonymize: bool = False,
         uncertainty: bool | None = None,
@@ -276,7 +278,8 @@ class Segmenter:
 
         `uncertainty` None writes the uncertainty map when there is disagreement to show (mirroring,
         zooms or several networks). Inputs the domain check calls out of domain are skipped with the
-        reason unless `force_domain`. `select` picks one volume of DICOM series that stack several
+        reason unless `force_domain`. DICOM series get a SEG (`seg_type` binary or labelmap) and, with
+        `write_rtstruct`, an RT Structure Set. `select` picks one volume of DICOM series that stack several
         (``{"EchoNumbers": "1"}``). With several processes, process `rank` of `world_size` takes every
         world_size-th input and the last to finish merges the summaries (``medseg infer`` passes torchrun's
         RANK and WORLD_SIZE).
@@ -291,6 +294,8 @@ class Segmenter:
             )
         options = RunOptions(
             write_seg=write_seg,
+            seg_type=seg_type,
+            write_rtstruct=write_rtstruct,
             write_overlays=write_overlays,
             anonymize=anonymize,
             uncertainty=uncertainty,

@@ -3,7 +3,7 @@
 What is drawn:
 * the grey image with a window suited to the modality: CT soft tissue (W400/L40) by default for CT,
   the 1st-99th percentile of the whole image for anything else (MR, X-ray, unknown);
-* every class as a translucent fill plus a solid outline, one colour per class (`PALETTE`);
+* every class as a translucent fill plus a solid outline, one colour per class (`medseg.utils.colours`);
 * with a reference mask, the disagreement on top: *missed* (reference only), *added* (AI only) and
   *other class* (both labelled, differently), each in a colour no class uses;
 * a legend strip below the image (classes on the slice, disagreement colours, slice position in mm).
@@ -23,7 +23,6 @@ file), which is how radiographs and PNGs are meant to be viewed. Pixels are scal
 
 from __future__ import annotations
 
-import colorsys
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -42,6 +41,7 @@ from medseg.io.resample import reorient
 from medseg.metrics.evaluate import describe_grid
 from medseg.report.structures import axial_axis, class_names_for, structure_stats
 from medseg.utils.atomic import atomic_path
+from medseg.utils.colours import class_colour
 
 #: CT soft-tissue window (width, level) in HU, the default for CT.
 CT_SOFT_TISSUE_WINDOW = (400.0, 40.0)
@@ -51,14 +51,6 @@ DISPLAY_PERCENTILES = (1.0, 99.0)
 MIN_LONG_SIDE_PX, MAX_LONG_SIDE_PX = 384, 1024
 #: Opacity of class fills and of disagreement fills; outline thickness in display pixels.
 FILL_ALPHA, DISAGREEMENT_ALPHA, OUTLINE_PX = 0.35, 0.75, 2
-#: Class colours (label 1 gets the first); distinct hues, none of them a disagreement colour.
-PALETTE = [
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-    (210, 245, 60), (0, 128, 128), (170, 110, 40), (128, 0, 0), (170, 255, 195), (128, 128, 0),
-    (0, 0, 128), (250, 190, 212), (220, 190, 255), (255, 215, 180),
-]  # fmt: skip
-#: Hue step for classes beyond the palette: successive hues never repeat and stay far apart.
-GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 #: Disagreement categories and their colours, in legend order.
 DISAGREEMENT_COLOURS = {
     "missed (reference only)": (255, 225, 25),
@@ -81,15 +73,6 @@ class Overlay:
     caption: str
     picture: PIL.Image.Image
     slice_index: int | None = None  # axial slice in the image's own numbering; None for a 2D image
-
-
-def class_colour(label: int) -> tuple[int, int, int]:
-    """The display colour of class `label`: `PALETTE`, then hues spaced by the golden angle."""
-    if 1 <= label <= len(PALETTE):
-        return PALETTE[label - 1]
-    hue = (label * GOLDEN_RATIO_CONJUGATE) % 1.0
-    red, green, blue = colorsys.hsv_to_rgb(hue, 0.7, 0.95)
-    return round(red * 255), round(green * 255), round(blue * 255)
 
 
 def display_range(image: ScalarImage, window: tuple[float, float] | None, modality: str | None) -> tuple:

@@ -16,9 +16,10 @@ from medseg.metrics.cohort import EMPTY_MASK_POLICY
 from medseg.metrics.evaluate import DEFAULT_NSD_TOLERANCE_MM, check_same_grid, evaluate_case
 from medseg.metrics.units import size_key
 from medseg.report.html import figure, number, page, table, text_cell
-from medseg.report.overlay import class_colour, render_overlays, render_uncertainty
+from medseg.report.overlay import render_overlays, render_uncertainty
 from medseg.report.structures import class_names_for, lesion_list, structure_stats
 from medseg.utils.atomic import write_text_atomic
+from medseg.utils.colours import class_colour
 
 #: Lesions listed per class (largest first); the rest are counted.
 MAX_LESIONS_LISTED = 20

@@ -20,12 +20,12 @@ from medseg.report.overlay import (
     DISAGREEMENT_COLOURS,
     HEAT_ALPHA,
     MIN_LONG_SIDE_PX,
-    class_colour,
     display_range,
     render_overlays,
     render_uncertainty,
     write_overlays,
 )
+from medseg.utils.colours import class_colour
 
 MISSED, ADDED, _ = DISAGREEMENT_COLOURS.values()
 

@@ -68,3 +68,23 @@ def anonymize(ds: pydicom.Dataset, pseudonym: str) -> pydicom.Dataset:
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = METHOD
     return ds
+
+
+#: What DeidentificationMethod says where the source says it was de-identified but not how.
+METHOD_NOT_RECORDED = "de-identified at the source; method not recorded there"
+
+
+def copy_identity_removal(ds: pydicom.Dataset, source: pydicom.Dataset) -> pydicom.Dataset:
+    """Carry the source's PatientIdentityRemoved into `ds` with the method it requires (type 1C): the
+    source's own, or `METHOD_NOT_RECORDED` where a sloppy source gives none."""
+    if str(source.get("PatientIdentityRemoved", "")).upper() != "YES" or ds.get("DeidentificationMethod"):
+        return ds
+    ds.PatientIdentityRemoved = "YES"
+    method = source.get("DeidentificationMethod")
+    if method:
+        ds.DeidentificationMethod = method
+    elif "DeidentificationMethodCodeSequence" in source:
+        ds.DeidentificationMethodCodeSequence = source.DeidentificationMethodCodeSequence
+    else:
+        ds.DeidentificationMethod = METHOD_NOT_RECORDED
+    return ds
