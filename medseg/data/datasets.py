@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from medseg.errors import InputError
+from medseg.io.annotations import labelled_series
 from medseg.io.dicom.files import SkippedFile, non_image_reason, read_dataset
 from medseg.io.png import is_png_file
-from medseg.io.reader import SEG_SOP_CLASS
-from medseg.io.rtstruct import is_rtstruct, referenced_series
 from medseg.io.volume import VOLUME_SUFFIXES, is_volume_file
 
 log = logging.getLogger(__name__)
@@ -319,13 +318,9 @@ def read_dicom_studies(root: str | os.PathLike, modality: str = "unknown") -> Da
             header = read_dataset(path, pixels=False)  # the images' own reader (bare files too)
             if isinstance(header, SkippedFile):  # not DICOM: not part of a study
                 continue
-            if str(header.get("SOPClassUID", "")) == SEG_SOP_CLASS:
-                referenced = [
-                    str(item.SeriesInstanceUID) for item in header.get("ReferencedSeriesSequence", [])
-                ]
+            referenced = labelled_series(header)  # a SEG, or RTSTRUCT contours (classes by name mapping)
+            if referenced is not None:
                 segs.append((path, referenced))
-            elif is_rtstruct(header):  # clinician contours: their classes come from a name mapping
-                segs.append((path, referenced_series(header)))
             elif "SeriesInstanceUID" in header:
                 folders.setdefault(str(header.SeriesInstanceUID), set()).add(path.parent)
         if not segs and len(volumes) == 1 and len(folders) == 1:  # one series, one label volume beside it

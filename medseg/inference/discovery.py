@@ -2,9 +2,10 @@
 
 A folder is searched at any depth: DICOM files are grouped into studies and series
 (`medseg.io.dicom.scan.scan_folder`), NIfTI/NRRD/MHA and PNG/JPEG files are jobs of their own, and every
-other file (non-image DICOM objects, DICOM SEGs, text) is listed as skipped with the reason. A series
-whose geometry cannot be read, and a ``.dcm`` file that does not parse, stay jobs carrying their problem,
-so that they are reported as failed.
+other file (non-image DICOM objects, DICOM SEGs, text) is listed as skipped with the reason; a SEG or
+RTSTRUCT drawn on a series of the input (by a clinician: not medseg's own) becomes that job's reference.
+A series whose geometry cannot be read, and a ``.dcm`` file that does not parse, stay jobs carrying
+their problem, so that they are reported as failed.
 
 Job keys are hashes of the SeriesInstanceUID (DICOM) or of the path relative to the input (files):
 output folders are named by them, never by patient data, and stay the same from one run to the next.
@@ -13,16 +14,20 @@ output folders are named by them, never by patient data, and stay the same from 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.io.dicom.files import NOT_REGULAR, SkippedFile
+from medseg.io.annotations import MANUFACTURER, annotation_kind, labelled_series
+from medseg.io.dicom.files import NOT_REGULAR, SkippedFile, read_dataset
 from medseg.io.dicom.scan import SeriesInfo, SeriesRules, is_radiograph, rejection_reasons, scan_folder
 from medseg.io.png import is_png_file
 from medseg.io.reader import is_dicom_file
 from medseg.io.volume import is_volume_file
+
+logger = logging.getLogger(__name__)
 
 #: Hex digits of the SHA-256 used in output folder names.
 KEY_LENGTH = 16
@@ -38,6 +43,8 @@ class Job:
     files: list[Path] = field(default_factory=list)
     problem: str | None = None  # known before reading: the job fails with it
     uids: dict[str, str] = field(default_factory=dict)
+    #: The clinician's SEG or RTSTRUCT found beside the series in the input (the second opinion's reference).
+    reference: Path | None = None
 
 
 @dataclass
@@ -127,8 +134,35 @@ def discover(source: str | os.PathLike, rules: SeriesRules | None = None) -> Dis
             jobs.append(Job(job_key(label), "dicom-image", label, [item.path], problem))
         else:
             skipped.append({"input": _relative(item.path, source), "reason": item.reason})
+    references = clinician_labels([item.path for item in scan.skipped])
+    for job in jobs:
+        found = references.get(job.uids.get("series_instance_uid", ""), [])
+        if found:
+            job.reference = found[0]
+            if len(found) > 1:
+                logger.warning(
+                    "%s: %d clinician label objects reference it; compared with %s",
+                    job.label,
+                    len(found),
+                    _relative(found[0], source),
+                )
     jobs.sort(key=lambda job: job.key)
     return Discovery(jobs, skipped)
+
+
+def clinician_labels(paths: list[Path]) -> dict[str, list[Path]]:
+    """SeriesInstanceUID -> the SEG and RTSTRUCT files among `paths` drawn on that series, except the
+    results medseg wrote itself (its SEGs and RTSTRUCTs in an input folder are not a clinician's)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(paths):
+        if annotation_kind(path) is None:
+            continue
+        header = read_dataset(path, pixels=False)
+        if isinstance(header, SkippedFile) or str(header.get("Manufacturer", "")) == MANUFACTURER:
+            continue
+        for uid in labelled_series(header) or []:
+            found.setdefault(uid, []).append(path)
+    return found
 
 
 def shard(jobs: list[Job], rank: int, world_size: int) -> list[Job]:

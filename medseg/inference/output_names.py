@@ -12,6 +12,8 @@ MASK_PNG_NAME = "mask.png"
 SEG_NAME = "seg.dcm"
 #: With ``--rtstruct``: the labels as an RT Structure Set, one ROI per class (DICOM series inputs).
 RTSTRUCT_NAME = "rtstruct.dcm"
+#: Where the series came with a clinician's SEG or RTSTRUCT: agree / AI only / clinician only, as a SEG.
+DISAGREEMENT_SEG_NAME = "disagreement.dcm"
 UNCERTAINTY_NAME = "uncertainty.nii.gz"
 OVERLAYS_DIR = "overlays"
 REPORT_NAME = "report.html"

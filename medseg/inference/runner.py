@@ -39,9 +39,11 @@ import numpy as np
 
 import medseg
 from medseg.errors import InputError, MedsegError, OutOfDomainError
+from medseg.inference.comparison import DISAGREEMENT_NAMES, Comparison, compare, disagreement
 from medseg.inference.discovery import Discovery, Job, shard
 from medseg.inference.domain import OK, OUT_OF_DOMAIN, DomainCheck
 from medseg.inference.output_names import (
+    DISAGREEMENT_SEG_NAME,
     MASK_NAME,
     MASK_PNG_NAME,
     OVERLAYS_DIR,
@@ -90,6 +92,10 @@ class RunOptions:
     force_domain: bool = False
     #: Of a DICOM series stacking several volumes, the frames with these header values.
     select: tuple[tuple[str, str], ...] = ()
+    #: The clinician's labels to compare with (one input); otherwise a SEG/RTSTRUCT found with the series.
+    reference: Path | None = None
+    #: Reference structure name or value -> model class name or value (default: by name).
+    reference_map: tuple[tuple[str, str], ...] = ()
 
     def outputs(self) -> dict[str, bool]:
         """The options that change what a result folder holds (recorded in result.json)."""
@@ -101,6 +107,8 @@ class RunOptions:
             "anonymize": self.anonymize,
             "uncertainty": self.uncertainty,
             "select": dict(self.select),
+            "reference": None if self.reference is None else str(self.reference),
+            "reference_map": dict(self.reference_map),
         }
 
 
@@ -175,6 +183,47 @@ def _write_rtstruct(
     write_rtstruct(labels, headers, out / RTSTRUCT_NAME, segmenter.class_names, segmenter.name, pseudonym)
 
 
+def _second_opinion(
+    job: Job,
+    image: ScalarImage,
+    labels: LabelMap,
+    segmenter: Segmenter,
+    options: RunOptions,
+    out: Path,
+    outputs: list[str],
+    warnings: list[str],
+) -> Comparison | None:
+    """The comparison with the clinician's labels (`medseg.inference.comparison`), and the disagreement
+    SEG beside the AI's for a DICOM series; a reference that cannot be compared is a warning, not a
+    failure: the AI's mask stands on its own."""
+    path = options.reference or job.reference
+    if path is None:
+        return None
+    try:
+        comparison = compare(image, labels, path, segmenter.class_names, dict(options.reference_map))
+    except MedsegError as error:
+        warnings.append(f"not compared with the clinician's labels: {error}")
+        logger.warning("%s: %s", job.label, warnings[-1])
+        return None
+    logger.info("%s: compared with %s", job.label, Path(path).name)
+    if options.write_seg and job.kind == "dicom-series" and not image.meta.get("mosaic"):
+        from medseg.io.seg_writer import read_source_headers, write_seg
+
+        write_seg(
+            disagreement(labels, comparison.reference, comparison.classes),
+            read_source_headers(job.files, image.meta["sop_instance_uids"]),
+            out / DISAGREEMENT_SEG_NAME,
+            DISAGREEMENT_NAMES,
+            f"{segmenter.name} vs clinician",
+            medseg.__version__,
+            f"{PSEUDONYM_PREFIX}{job.key}" if options.anonymize else None,
+            series_description="AI vs clinician disagreement - not for clinical use",
+            seg_type=options.seg_type,
+        )
+        outputs.append(DISAGREEMENT_SEG_NAME)
+    return comparison
+
+
 def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) -> dict[str, Any]:
     """Segment one job into `out` and return its result record (also written as result.json)."""
     from medseg.report.overlay import write_overlays
@@ -226,6 +275,9 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         else:
             _write_rtstruct(job, image, labels, out, segmenter, options.anonymize)
             outputs.append(RTSTRUCT_NAME)
+    comparison = _second_opinion(job, image, labels, segmenter, options, out, outputs, warnings)
+    if comparison is not None:
+        notes += comparison.notes
     if options.write_overlays:
         overlays = write_overlays(image, labels, out / OVERLAYS_DIR, segmenter.class_names)
         outputs += [f"{OVERLAYS_DIR}/{path.name}" for path in overlays]
@@ -236,6 +288,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
             segmenter.class_names,
             model_name=segmenter.name,
             model_version=medseg.__version__,
+            reference=None if comparison is None else comparison.reference,
             uncertainty=uncertainty,
             title=f"Second opinion: {image.meta.get('series_description') or job.label}",
             notes=notes,
@@ -249,6 +302,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         "grid": _grid(image),
         "structures": structure_stats(labels, segmenter.class_names),
         "seg_segments": {str(number): segmenter.class_names[value] for number, value in segments.items()},
+        "comparison": None if comparison is None else comparison.as_dict(),
         "uncertainty": None if uncertainty is None else uncertainty_stats(uncertainty, labels, segmenter),
         "domain": domain.as_dict(),
         "model": {

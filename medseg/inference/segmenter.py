@@ -269,6 +269,8 @@ class Segmenter:
         force: bool = False,
         force_domain: bool = False,
         select: Mapping[str, str] | None = None,
+        reference: str | os.PathLike | None = None,
+        reference_map: Mapping[str, str | int] | None = None,
         progress: bool = False,
         rank: int = 0,
         world_size: int = 1,
@@ -279,10 +281,11 @@ class Segmenter:
         `uncertainty` None writes the uncertainty map when there is disagreement to show (mirroring,
         zooms or several networks). Inputs the domain check calls out of domain are skipped with the
         reason unless `force_domain`. DICOM series get a SEG (`seg_type` binary or labelmap) and, with
-        `write_rtstruct`, an RT Structure Set. `select` picks one volume of DICOM series that stack several
-        (``{"EchoNumbers": "1"}``). With several processes, process `rank` of `world_size` takes every
-        world_size-th input and the last to finish merges the summaries (``medseg infer`` passes torchrun's
-        RANK and WORLD_SIZE).
+        `write_rtstruct`, an RT Structure Set. Each series is compared with the clinician's SEG or
+        RTSTRUCT found beside it (or `reference`), structures matched by name or `reference_map`.
+        `select` picks one volume of DICOM series that stack several (``{"EchoNumbers": "1"}``). With
+        several processes, process `rank` of `world_size` takes every world_size-th input and the last
+        to finish merges the summaries (``medseg infer`` passes torchrun's RANK and WORLD_SIZE).
         """
         discovery = discover(input, SeriesRules(modalities=tuple(m.upper() for m in modalities)))
         if not discovery.jobs:
@@ -302,6 +305,8 @@ class Segmenter:
             force=force,
             force_domain=force_domain,
             select=tuple(sorted((select or {}).items())),
+            reference=None if reference is None else Path(reference),
+            reference_map=tuple((str(k), str(v)) for k, v in (reference_map or {}).items()),
             rank=rank,
             world_size=world_size,
             progress=progress,

@@ -20,8 +20,6 @@ from medseg.io.volume import is_volume_file, read_volume
 
 #: Byte offset and value of the DICOM file preamble marker.
 DICOM_MAGIC_OFFSET, DICOM_MAGIC = 128, b"DICM"
-#: SOP Class UID of DICOM Segmentation objects.
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -57,6 +55,7 @@ def read_image(path: str | os.PathLike, kind: type[Image] = ScalarImage) -> Imag
 
 
 def _read_dicom_file(path: Path, kind: type[Image]) -> Image:
+    from medseg.io.annotations import is_seg
     from medseg.io.dicom import read_dicom_image, read_series
     from medseg.io.dicom.files import SkippedFile, read_dataset
     from medseg.io.dicom.mosaic import is_mosaic
@@ -65,7 +64,7 @@ def _read_dicom_file(path: Path, kind: type[Image]) -> Image:
     header = read_dataset(path, pixels=False)
     if isinstance(header, SkippedFile):
         raise InputError(path, f"unreadable DICOM file ({header.reason})")
-    if str(header.get("SOPClassUID", "")) == SEG_SOP_CLASS:
+    if is_seg(header):
         from medseg.io.seg import read_seg  # imports highdicom, slow: only when needed
 
         return read_seg(path)

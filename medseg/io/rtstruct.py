@@ -28,10 +28,9 @@ import numpy as np
 import pydicom
 
 from medseg.errors import GeometryError, InputError
+from medseg.io.annotations import annotation_kind, is_rtstruct, labelled_series
 from medseg.io.image import LPS_TO_RAS, Image, LabelMap
 
-#: SOP Class UID of RT Structure Set Storage.
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 #: A contour's points must lie within this share of a slice step of one voxel plane.
 SLICE_TOLERANCE = 0.1
 #: Contour types that enclose an area; points and open polylines enclose none and are skipped.
@@ -49,30 +48,9 @@ class Structure:
     notes: list[str] = field(default_factory=list)
 
 
-def is_rtstruct(ds: pydicom.Dataset) -> bool:
-    return str(ds.get("SOPClassUID", "")) == RTSTRUCT_SOP_CLASS or ds.get("Modality") == "RTSTRUCT"
-
-
 def is_rtstruct_file(path: str | os.PathLike) -> bool:
     """True for a DICOM file holding an RT Structure Set (its header alone is read)."""
-    path = Path(path)
-    if not path.is_file() or path.suffix.lower() not in ("", ".dcm"):
-        return False
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])
-    except Exception:  # not DICOM
-        return False
-    return is_rtstruct(header)
-
-
-def referenced_series(ds: pydicom.Dataset) -> list[str]:
-    """SeriesInstanceUIDs the structure set says its contours were drawn on."""
-    return [
-        str(series.SeriesInstanceUID)
-        for frame in ds.get("ReferencedFrameOfReferenceSequence", [])
-        for study in frame.get("RTReferencedStudySequence", [])
-        for series in study.get("RTReferencedSeriesSequence", [])
-    ]
+    return annotation_kind(path) == "rtstruct"
 
 
 def read_rtstruct(path: str | os.PathLike, reference: Image) -> list[Structure]:
@@ -87,7 +65,8 @@ def read_rtstruct(path: str | os.PathLike, reference: Image) -> list[Structure]:
     if reference.ndim != 3:
         raise GeometryError(path, "RTSTRUCT contours are placed on a 3D series; the reference is 2D")
     series = reference.meta.get("series_instance_uid")
-    if series and referenced_series(ds) and series not in referenced_series(ds):
+    drawn_on = labelled_series(ds) or []
+    if series and drawn_on and series not in drawn_on:
         raise InputError(path, "its contours were drawn on another series than the reference")
     names = {int(roi.ROINumber): str(roi.get("ROIName", "")) for roi in ds.get("StructureSetROISequence", [])}
     world_to_voxel = np.linalg.inv(reference.affine) @ LPS_TO_RAS

@@ -27,9 +27,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import medseg
 from medseg.errors import GeometryError
+from medseg.io.annotations import MANUFACTURER, RTSTRUCT_SOP_CLASS
 from medseg.io.dicom.anonymize import anonymize, copy_identity_removal
 from medseg.io.image import LPS_TO_RAS, LabelMap
-from medseg.io.rtstruct import RTSTRUCT_SOP_CLASS
 from medseg.utils.atomic import atomic_path
 from medseg.utils.colours import class_colour
 
@@ -47,7 +47,6 @@ COPIED = (
     "ReferringPhysicianName",
 )
 SERIES_NUMBER = 901
-MANUFACTURER = "medseg"
 STRUCTURE_SET_LABEL = "medseg AI"
 #: Steps along the four directions of a voxel edge (as corner offsets), counter-clockwise order.
 DIRECTIONS = ((1, 0), (0, 1), (-1, 0), (0, -1))

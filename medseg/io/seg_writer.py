@@ -22,6 +22,7 @@ from pydicom.uid import JPEGLSLossless, generate_uid
 
 import medseg
 from medseg.errors import GeometryError, InputError
+from medseg.io.annotations import MANUFACTURER
 from medseg.io.dicom.anonymize import EMPTIED, anonymize, copy_identity_removal
 from medseg.io.dicom.files import SkippedFile, read_dataset
 from medseg.io.dicom.frames import sop_instance_uid
@@ -65,7 +66,6 @@ SEG_TYPES = {
 #: took 197 kB against 746 kB with RLE and 35 MB uncompressed (binary SEG: 17.8 MB; bit planes cannot be
 #: compressed). Viewers that read label-map SEGs (OHIF 3.11, Slicer) decode JPEG-LS.
 LABELMAP_TRANSFER_SYNTAX = JPEGLSLossless
-MANUFACTURER = "medseg"
 
 
 def _keyword(words: Sequence[str]) -> str:

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import InputError
+from medseg.io.annotations import annotation_kind
 from medseg.io.image import Image, LabelMap
 from medseg.io.masks import MaskReading, interpret_mask
 from medseg.io.reader import read_image
 from medseg.io.resample import reorient, resample_to
-from medseg.io.rtstruct import is_rtstruct_file, rtstruct_labels
+from medseg.io.rtstruct import rtstruct_labels
 from medseg.metrics.aggregate import BOOTSTRAP_SAMPLES, aggregate
 from medseg.metrics.evaluate import DEFAULT_NSD_TOLERANCE_MM, check_same_grid, evaluate_case
 from medseg.metrics.pairing import CasePair
@@ -53,12 +54,17 @@ def read_class_names(path: str | os.PathLike) -> dict[int, str]:
 def read_labels(path: Path, grid: Image | None = None) -> LabelMap:
     """A label map from any supported file, values as stored; negative labels are an InputError. An
     RTSTRUCT is rasterised onto `grid` (its ROI numbers as values, `medseg.io.rtstruct.rtstruct_labels`)."""
-    if is_rtstruct_file(path):
+    kind = annotation_kind(path)
+    if kind == "rtstruct":
         if grid is None:
             raise InputError(
                 path, "an RTSTRUCT holds contours, not voxels: it needs the image grid it outlines"
             )
         return rtstruct_labels(path, grid)
+    if kind == "seg" and grid is not None:  # onto the series it references, frame by frame
+        from medseg.io.seg import read_seg  # highdicom: imported when a SEG is read
+
+        return read_seg(path, grid)
     mask = read_image(path, LabelMap)
     mask.meta["source"] = path.name
     if mask.array.dtype.kind == "i" and mask.array.min(initial=0) < 0:

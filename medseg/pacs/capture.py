@@ -17,7 +17,7 @@ import PIL.Image
 import pydicom
 from pydicom.uid import generate_uid
 
-from medseg.io.seg_writer import MANUFACTURER
+from medseg.io.annotations import MANUFACTURER
 from medseg.utils.atomic import atomic_path
 
 SERIES_NUMBER = 901

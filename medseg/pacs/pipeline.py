@@ -22,7 +22,7 @@ from medseg.errors import InputError
 from medseg.inference.output_names import OVERLAYS_DIR, SEG_NAME
 from medseg.inference.segmenter import Segmenter
 from medseg.io import seg_writer
-from medseg.io.seg_writer import MANUFACTURER
+from medseg.io.annotations import MANUFACTURER
 from medseg.pacs import capture
 from medseg.pacs.capture import write_captures
 from medseg.pacs.client import PacsClient, Series, Study
