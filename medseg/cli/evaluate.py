@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from medseg.cli.json_values import json_object
 from medseg.errors import InputError
 from medseg.metrics.aggregate import BOOTSTRAP_SAMPLES
 from medseg.metrics.cohort import evaluate_cohort, read_class_names
@@ -56,11 +56,8 @@ def reference_arguments(parser: argparse.ArgumentParser) -> None:
 
 def reference_map(text: str) -> dict[str, int]:
     """``--map`` JSON: reference value or segment label -> model class value."""
-    try:
-        mapping = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
-    if not isinstance(mapping, dict) or not all(type(v) is int and v >= 0 for v in mapping.values()):
+    mapping = json_object(text)
+    if not all(type(v) is int and v >= 0 for v in mapping.values()):
         raise argparse.ArgumentTypeError('expected an object of class values, e.g. {"Liver": 1}')
     return {str(key): value for key, value in mapping.items()}
 

@@ -8,12 +8,11 @@ takes its share of the inputs; with CUDA, process LOCAL_RANK uses GPU LOCAL_RANK
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
 
-from medseg.errors import ConfigError
+from medseg.cli.json_values import json_object
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     select.add_argument(
         "--reference-map",
         metavar="JSON",
+        type=json_object,
         help='reference structure -> model class, e.g. \'{"Lung-Left": "lung_left", "GTV-1": 2}\' '
         "(default: the names that match, ignoring case and punctuation)",
     )
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         seg_type=args.seg_type,
         write_rtstruct=args.rtstruct,
         reference=args.reference,
-        reference_map=reference_map(args.reference_map),
+        reference_map=args.reference_map,
         write_overlays=not args.no_overlays,
         anonymize=args.anonymize,
         uncertainty=args.uncertainty,
@@ -226,16 +226,3 @@ def run(args: argparse.Namespace) -> int:
         args.out,
     )
     return exit_status(summary)
-
-
-def reference_map(text: str | None) -> dict[str, str] | None:
-    """``--reference-map`` as a mapping of names (or values) to class names (or values): data, never code."""
-    if text is None:
-        return None
-    try:
-        mapping = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--reference-map must be a JSON object of names ({error})") from None
-    if not isinstance(mapping, dict) or not all(isinstance(v, (str, int)) for v in mapping.values()):
-        raise ConfigError(f"--reference-map must map names to class names or values, got {text!r}")
-    return {str(key): str(value) for key, value in mapping.items()}
