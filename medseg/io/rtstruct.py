@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
+import PIL.ImageDraw
 import pydicom
 
 from medseg.errors import GeometryError, InputError
@@ -53,8 +55,11 @@ def is_rtstruct_file(path: str | os.PathLike) -> bool:
     return annotation_kind(path) == "rtstruct"
 
 
-def read_rtstruct(path: str | os.PathLike, reference: Image) -> list[Structure]:
-    """Every ROI of the RTSTRUCT at `path` as a mask on `reference`'s grid (a 3D image)."""
+def read_rtstruct(path: str | os.PathLike, reference: Image, fill: str = "centre") -> list[Structure]:
+    """Every ROI of the RTSTRUCT at `path` as a mask on `reference`'s grid (a 3D image); `fill` is one
+    of `FILLS`."""
+    if fill not in FILLS:
+        raise ValueError(f"fill {fill!r}; use one of {', '.join(FILLS)}")
     path = Path(path)
     try:
         ds = pydicom.dcmread(path)
@@ -83,17 +88,17 @@ def read_rtstruct(path: str | os.PathLike, reference: Image) -> list[Structure]:
             if k is None:
                 structure.notes.append("a contour outside the reference's slices was left out")
                 continue
-            structure.mask[:, :, k] ^= fill_polygon(voxels[:, 0], voxels[:, 1], reference.shape[:2])
+            structure.mask[:, :, k] ^= FILLS[fill](voxels[:, 0], voxels[:, 1], reference.shape[:2])
             structure.contours += 1
         structures.append(structure)
     return structures
 
 
-def rtstruct_labels(path: str | os.PathLike, reference: Image) -> LabelMap:
+def rtstruct_labels(path: str | os.PathLike, reference: Image, fill: str = "centre") -> LabelMap:
     """The RTSTRUCT as one label map on `reference`'s grid: each ROI's voxels hold its ROI number, larger
     structures painted first so that one inside another (a tumour in a lung) keeps its voxels.
     ``meta["segment_labels"]`` maps ROI numbers to names, for name mappings (``--map '{"GTV-1": 1}'``)."""
-    structures = read_rtstruct(path, reference)
+    structures = read_rtstruct(path, reference, fill)
     if not structures:
         raise InputError(path, "the structure set holds no ROI contours")
     labels = paint(structures, reference.shape, lambda structure: structure.number)
@@ -148,3 +153,18 @@ def fill_polygon(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.nda
             if first < last:
                 mask[first:last, j] = True
     return mask
+
+
+def fill_polygon_outline(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Voxels inside the polygon or on its drawn outline (PIL's polygon fill with outline): the
+    boundary-inclusive rule of tools that rasterise with an image library (rt-utils' OpenCV fill is
+    alike). It makes every structure larger by about half a voxel along its perimeter."""
+    picture = PIL.Image.new("1", (shape[0], shape[1]), 0)
+    PIL.ImageDraw.Draw(picture).polygon(list(zip(x.tolist(), y.tolist(), strict=True)), fill=1, outline=1)
+    return np.asarray(picture, dtype=bool).T  # PIL's rows are j
+
+
+#: How a contour becomes voxels: ``centre`` (default), the voxels whose centre it encloses, by the
+#: even-odd rule: its volume is the contour's own enclosed volume; ``outline``, also every voxel its
+#: outline is drawn through (`fill_polygon_outline`), to reproduce masks and volumes made that way.
+FILLS = {"centre": fill_polygon, "outline": fill_polygon_outline}

@@ -9,10 +9,22 @@ from medseg.bundles import SHIPPED_DIR
 from medseg.data.phantom import PhantomConfig
 
 BUNDLES_DIR = SHIPPED_DIR
-BUNDLE_NAMES = ("hippocampus_mri_3d", "hippocampus_deeplab_3d", "lung_cxr_2d", "abdomen_ct_3d")
+BUNDLE_NAMES = (
+    "hippocampus_mri_3d",
+    "hippocampus_deeplab_3d",
+    "lung_cxr_2d",
+    "abdomen_ct_3d",
+    "lgg_flair_2d",
+)
 #: Real cases linked into the tiny datasets.
 HIPPOCAMPUS_CASES = ("hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006")
 CXR_CASES = ("CHNCXR_0006_0", "CHNCXR_0007_0", "MCUCXR_0001_0", "MCUCXR_0002_0")
+LGG_CASES = (
+    "TCGA_CS_4941_19960909",
+    "TCGA_CS_4942_19970222",
+    "TCGA_CS_4943_20000902",
+    "TCGA_CS_4944_20010208",
+)
 #: Phantom at a quarter of the default voxel count (same field of view), three cases.
 PHANTOM = PhantomConfig(shape=(48, 48, 20), spacing=(7.0, 7.0, 10.0))
 PHANTOM_CASES = 3
@@ -48,6 +60,16 @@ TINY = {
     },
     "lung_cxr_2d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [128, 128]},
     "abdomen_ct_3d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [32, 32, 16]},
+    "lgg_flair_2d": {
+        **SHORT_RUN,
+        "model_options": {
+            "kernel_size": [3, 3, 3, 3],
+            "strides": [[1, 1], [2, 2], [2, 2], [2, 2]],
+            "filters": [4, 8, 16, 16],
+        },
+        "target_spacing": [4.0, 4.0, 1.0],
+        "patch_size": [64, 64, 1],
+    },
 }
 
 

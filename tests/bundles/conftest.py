@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, PHANTOM, PHANTOM_CASES
+from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, LGG_CASES, PHANTOM, PHANTOM_CASES
 
 from medseg.data.phantom import write_phantom_dataset
 
@@ -27,22 +27,22 @@ def _link(source: Path, target: Path) -> None:
     target.symlink_to(source)
 
 
-@pytest.fixture(scope="session")
-def hippocampus_tiny(datasets_dir: Path, tmp_path_factory) -> Path:
-    """MSD layout with four real hippocampus cases."""
-    source = datasets_dir / "msd_hippocampus"
-    root = tmp_path_factory.mktemp("hippocampus_tiny")
+def _msd_subset(source: Path, cases: tuple[str, ...], root: Path) -> Path:
+    """An MSD-layout dataset at `root` with `cases` of the one at `source`, linked."""
     description = json.loads((source / "dataset.json").read_text())
-    pairs = [
-        {"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"}
-        for case in HIPPOCAMPUS_CASES
-    ]
+    pairs = [{"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"} for case in cases]
     for pair in pairs:
         for path in pair.values():
             _link(source / path, root / path)
     description.update(training=pairs, numTraining=len(pairs))
     (root / "dataset.json").write_text(json.dumps(description))
     return root
+
+
+@pytest.fixture(scope="session")
+def hippocampus_tiny(datasets_dir: Path, tmp_path_factory) -> Path:
+    """MSD layout with four real hippocampus cases."""
+    return _msd_subset(datasets_dir / "msd_hippocampus", HIPPOCAMPUS_CASES, tmp_path_factory.mktemp("hippo"))
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +54,12 @@ def cxr_tiny(datasets_dir: Path, tmp_path_factory) -> Path:
         for folder in ("images", "masks"):
             _link(source / folder / f"{case}.png", root / folder / f"{case}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def lgg_tiny(datasets_dir: Path, tmp_path_factory) -> Path:
+    """MSD layout with four real LGG FLAIR volumes."""
+    return _msd_subset(datasets_dir / "lgg_flair_mri", LGG_CASES, tmp_path_factory.mktemp("lgg_tiny"))
 
 
 @pytest.fixture(scope="session")

@@ -102,6 +102,10 @@ def test_network_in_out(name: str):
     )
 
 
+def state_slice_axis(configs: Path) -> int | None:
+    return load_checkpoint(configs.parent / "models" / "model.pt")["model"].get("slice_axis")
+
+
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_configs_and_weights_agree(name: str):
     """train.json and inference.json describe one network, which is the one models/model.pt holds."""
@@ -110,6 +114,7 @@ def test_configs_and_weights_agree(name: str):
     train.read_config(str(configs / "train.json"))
     inference.read_config(str(configs / "inference.json"))
     keys = ("model", "model_options", "spatial_dims", "in_channels", "out_channels")
+    assert train.get("slice_axis") == inference.get("slice_axis") == state_slice_axis(configs)
     assert {k: train[k] for k in keys} == {k: inference[k] for k in keys}
     state = load_checkpoint(configs.parent / "models" / "model.pt")
     assert state["model"]["name"] == inference["model"]
@@ -118,9 +123,10 @@ def test_configs_and_weights_agree(name: str):
     network.load_state_dict(state["state_dict"])  # strict: every tensor has its place and shape
     meta = metadata(name)["network_data_format"]
     assert len(state["class_names"]) == meta["outputs"]["pred"]["num_channels"] == inference["out_channels"]
-    assert state["plan"]["dim"] == inference["spatial_dims"] == len(meta["inputs"]["image"]["spatial_shape"])
+    network_dims = 2 if state["plan"].get("slice_axis") is not None else state["plan"]["dim"]
+    assert network_dims == inference["spatial_dims"] == len(meta["inputs"]["image"]["spatial_shape"])
     with torch.no_grad():
-        shape = [32] * inference["spatial_dims"]
+        shape = [int(str(size).split("*")[0]) for size in meta["inputs"]["image"]["spatial_shape"]]  # n = 1
         assert network.eval()(torch.zeros(1, 1, *shape)).shape == (1, inference["out_channels"], *shape)
     inference["bundle_root"] = str(configs.parent)
     ensemble = load_ensemble([inference.get_parsed_content("model_file")])  # members share plan and classes

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, PHANTOM, TINY, copy_bundle
+from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, LGG_CASES, PHANTOM, TINY, copy_bundle
 from monai.bundle import run as monai_run
 from PIL import Image as PILImage
 
@@ -249,6 +249,17 @@ def test_lung_cxr_bundle(cxr_tiny: Path, tmp_path: Path):
     assert json.loads((only_mask(plain).parent / "result.json").read_text())["settings"]["zooms"] == [1.0]
     width, height = PILImage.open(image).size
     assert mask.shape[:2] == (width, height) and set(np.unique(mask)) <= {0, 1}
+
+
+def test_lgg_tumour_bundle_trains_on_slices_and_segments_volumes(lgg_tiny: Path, tmp_path: Path):
+    image = lgg_tiny / "imagesTr" / f"{LGG_CASES[-1]}.nii.gz"
+    bundle, outputs = train_and_segment("lgg_flair_2d", lgg_tiny, image, tmp_path)
+    state = load_checkpoint(bundle / "models" / "model.pt")
+    assert state["model"]["slice_axis"] == 2 and state["plan"]["slice_axis"] == 2
+    mask = assert_same_masks(outputs)
+    assert mask.shape == nib.load(image).shape and set(np.unique(mask)) <= {0, 1}
+    for folder in outputs:  # inference.json keeps the largest tumour component
+        assert json.loads((folder / "result.json").read_text())["postprocessing"]["largest_component"] == [1]
 
 
 def test_abdomen_ct_bundle_on_dicom(phantom_tiny: Path, tmp_path: Path):
