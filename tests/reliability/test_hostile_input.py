@@ -126,6 +126,11 @@ def test_siemens_mosaics_that_do_not_tile_are_refused_not_read_as_one_slice(name
         (lambda ds: setattr(ds, "RescaleSlope", "0"), "RescaleSlope 0 would make every pixel one value"),
         (lambda ds: setattr(ds, "BitsStored", 0), "BitsStored 0 does not fit BitsAllocated 16"),
         (lambda ds: setattr(ds, "BitsStored", 17), "BitsStored 17 does not fit BitsAllocated 16"),
+        # a single 2D file gets the geometry checks a series' slices get; a bad spacing is never guessed
+        (lambda ds: setattr(ds, "ImagePositionPatient", ["NaN", 0, 0]), "ImagePositionPatient 'NaN.*finite"),
+        (lambda ds: setattr(ds, "ImageOrientationPatient", [0] * 6), "not two orthogonal unit vectors"),
+        (lambda ds: setattr(ds, "ImagerPixelSpacing", ["NaN", 1]), "ImagerPixelSpacing 'NaN.*finite"),
+        (lambda ds: setattr(ds, "ImagerPixelSpacing", [0, 1]), "ImagerPixelSpacing .* two positive numbers"),
     ],
 )
 def test_a_radiograph_with_an_impossible_pixel_header_is_refused(edit, words, tmp_path):

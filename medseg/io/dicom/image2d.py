@@ -19,9 +19,11 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from medseg.errors import InputError
+from medseg.errors import GeometryError, InputError
 from medseg.io.dicom.files import SkippedFile, non_image_reason, read_dataset
+from medseg.io.dicom.frames import UNIT_TOLERANCE, cross
 from medseg.io.dicom.pixels import stored_frames
+from medseg.io.dicom.values import numbers, values_of
 from medseg.io.image import LPS_TO_RAS, ScalarImage
 
 #: Pixel spacing (mm) used when the file gives none.
@@ -46,12 +48,12 @@ def read_dicom_image(path: str | os.PathLike, *, voi: bool = False) -> ScalarIma
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
         values = value_range[0] + value_range[1] - values
         meta["inverted"] = True
-    spacing, source = _spacing(ds)
+    spacing, source = _spacing(ds, path)
     if source is None:
         meta["spacing_unknown"] = True
     elif source != "PixelSpacing":
         meta["spacing_source"] = source
-    return ScalarImage(np.ascontiguousarray(values.T, dtype=np.float32), _affine(ds, spacing), meta)
+    return ScalarImage(np.ascontiguousarray(values.T, dtype=np.float32), _affine(ds, spacing, path), meta)
 
 
 def _values(stored: np.ndarray, ds: pydicom.Dataset, voi: bool) -> tuple[np.ndarray, tuple[float, float]]:
@@ -67,25 +69,36 @@ def _values(stored: np.ndarray, ds: pydicom.Dataset, voi: bool) -> tuple[np.ndar
     return values, (float(limits.min()), float(limits.max()))
 
 
-def _spacing(ds: pydicom.Dataset) -> tuple[tuple[float, float], str | None]:
-    """(between rows, between columns) in mm and the attribute it came from (None when unknown)."""
-    for name in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(name)
-        if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
-            return (float(value[0]), float(value[1])), name
+def _spacing(ds: pydicom.Dataset, path: Path) -> tuple[tuple[float, float], str | None]:
+    """(between rows, between columns) in mm and the attribute it came from (None when the file gives
+    none). A spacing that is there but not two positive numbers is an error, never replaced by a guess."""
+    with values_of(path):
+        for name in ("PixelSpacing", "ImagerPixelSpacing"):
+            value = numbers(ds, name)
+            if value is None:
+                continue
+            if len(value) != 2 or min(value) <= 0:
+                raise GeometryError(path, f"{name} {value} must be two positive numbers")
+            return (value[0], value[1]), name
     return (UNKNOWN_SPACING_MM, UNKNOWN_SPACING_MM), None
 
 
-def _affine(ds: pydicom.Dataset, spacing: tuple[float, float]) -> np.ndarray:
+def _affine(ds: pydicom.Dataset, spacing: tuple[float, float], path: Path) -> np.ndarray:
+    """Voxel to RAS mm: the plane from ImageOrientationPatient and ImagePositionPatient where the file
+    gives them (checked as a series' slices are), else the identity directions at the origin."""
+    with values_of(path):
+        iop, ipp = numbers(ds, "ImageOrientationPatient"), numbers(ds, "ImagePositionPatient")
     lps = np.eye(4)
-    iop = ds.get("ImageOrientationPatient")
-    if iop is not None and len(iop) == 6:
-        lps[:3, 0] = np.asarray(iop[:3], dtype=float) * spacing[1]
-        lps[:3, 1] = np.asarray(iop[3:], dtype=float) * spacing[0]
-        lps[:3, 2] = np.cross(lps[:3, 0], lps[:3, 1]) / (spacing[0] * spacing[1])
+    if iop is not None:
+        row, column = np.asarray(iop[:3]), np.asarray(iop[3:])
+        if len(iop) != 6 or abs(np.linalg.norm(cross(row, column)) - 1.0) > UNIT_TOLERANCE:
+            raise GeometryError(path, f"ImageOrientationPatient {iop} is not two orthogonal unit vectors")
+        lps[:3, 0], lps[:3, 1] = row * spacing[1], column * spacing[0]
+        lps[:3, 2] = cross(row, column)
     else:
         lps[0, 0], lps[1, 1] = spacing[1], spacing[0]
-    ipp = ds.get("ImagePositionPatient")
-    if ipp is not None and len(ipp) == 3:
-        lps[:3, 3] = np.asarray(ipp, dtype=float)
+    if ipp is not None:
+        if len(ipp) != 3:
+            raise GeometryError(path, f"ImagePositionPatient {ipp} must have 3 values")
+        lps[:3, 3] = ipp
     return LPS_TO_RAS @ lps
