@@ -14,6 +14,7 @@ from space import assert_same_voxels_in_space
 from system_tools import require_tool
 
 from medseg import LabelMap, read_image
+from medseg.io.annotations import SEG_SOP_CLASSES
 from medseg.io.rtstruct import fill_polygon, read_rtstruct, rtstruct_labels
 from medseg.io.rtstruct_writer import mask_contours, write_rtstruct
 from medseg.io.seg import read_seg
@@ -21,12 +22,22 @@ from medseg.io.seg_writer import read_source_headers, write_seg
 from medseg.utils.colours import class_colour
 
 LUNG1 = "nsclc_lung1_ct_rtstruct"
+BINARY_SEG_SOP_CLASS = SEG_SOP_CLASSES[0]
 #: What the Debian dciodvfy (dicom3tools 2022-06-18) says of any label-map SEG: it predates DICOM 2024c
 #: (Supplement 243), so it knows neither the Label Map Segmentation Storage SOP class nor its segment 0.
-DCIODVFY_BEFORE_LABELMAPS = {
-    "Error - Information Object Not found",
+SEGMENT_ZERO = (
     "Error - SegmentNumber not monotonically increasing from one by one - have SegmentSequence item "
-    "number 1 (from one) with SegmentNumber of 0",
+    "number 1 (from one) with SegmentNumber of 0"
+)
+DCIODVFY_BEFORE_LABELMAPS = {"Error - Information Object Not found", SEGMENT_ZERO}
+#: ...and checked as the binary Segmentation IOD it knows, only what Supplement 243 changed: segment 0
+#: (background), the LABELMAP type, and no per-frame segment identification.
+LABELMAP_AS_BINARY_SEG = {
+    SEGMENT_ZERO,
+    "Error - Value is zero for value 1 of attribute <Segment Number>",
+    "Error - Unrecognized enumerated value <LABELMAP> for value 1 of attribute <Segmentation Type>",
+    "Error - Missing attribute Type 1 Required Element=<SegmentIdentificationSequence> "
+    "Module=<SegmentationMacro>",
 }
 
 
@@ -101,6 +112,11 @@ def test_binary_and_label_map_segs_of_one_mask_decode_to_the_same_labels(lung1, 
         sizes[kind] = path.stat().st_size
         errors = _dciodvfy_errors(path)
         assert errors == set() if kind == "binary" else errors <= DCIODVFY_BEFORE_LABELMAPS, errors
+        if kind == "labelmap":  # every other module checked under the SOP class the checker knows
+            as_binary = pydicom.dcmread(path)
+            as_binary.SOPClassUID = as_binary.file_meta.MediaStorageSOPClassUID = BINARY_SEG_SOP_CLASS
+            as_binary.save_as(tmp_path / "as_binary.dcm")
+            assert _dciodvfy_errors(tmp_path / "as_binary.dcm") <= LABELMAP_AS_BINARY_SEG
         decoded = read_seg(path)  # on its own geometry: compared in physical space
         by_name = {name: value for value, name in decoded.meta["segment_labels"].items()}
         remapped = np.zeros_like(decoded.array)
