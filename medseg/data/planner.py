@@ -304,6 +304,9 @@ class Planner:
                 self.heuristics(),
             )
         else:
+            # the slices stay as they are along the axis they are stacked on (nnU-Net's 2d): its median
+            # spacing, not the finer percentile a 3D network's patch gets
+            spacing[axis] = float(np.median(self.spacings[:, axis]))
             slices = self.in_plane(axis)
             slice_spacing = [s for other, s in enumerate(spacing) if other != axis]
             slice_patch = slices.patch_size(slice_spacing)
@@ -324,7 +327,11 @@ class Planner:
             normalization=normalization,
             fingerprint=summary,
             heuristics=heuristics,
-            mirror_axes=self.mirror_axes(normalization, dataset_info.get("labels", {})),
+            mirror_axes=[
+                mirrored
+                for mirrored in self.mirror_axes(normalization, dataset_info.get("labels", {}))
+                if mirrored != axis  # flipping a one-slice window changes nothing
+            ],
             slice_axis=axis,
             slice_reason=reason,
         )

@@ -12,20 +12,24 @@ only map that the runner writes as a DICOM SEG beside the AI's own.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from medseg.errors import InputError
+from medseg.io.annotations import annotation_kind
 from medseg.io.image import LabelMap, ScalarImage
 from medseg.io.masks import MaskReading
+from medseg.io.rtstruct import Structure, paint, read_rtstruct
 from medseg.metrics.cohort import map_labels, read_labels
 from medseg.metrics.evaluate import evaluate_case
 
-#: The disagreement map's values and names (written as a SEG's segments).
+#: The disagreement map's values and names (written as a SEG's segments), and their display colours: the
+#: report's for AI only (magenta) and clinician only (yellow), green for agreement.
 DISAGREEMENT_NAMES = {1: "agree", 2: "AI only", 3: "clinician only"}
+DISAGREEMENT_SEG_COLOURS = {1: (60, 180, 75), 2: (240, 50, 230), 3: (255, 225, 25)}
 
 
 @dataclass
@@ -85,10 +89,14 @@ def compare(
 ) -> Comparison:
     """The AI's `labels` against the clinician's SEG/RTSTRUCT/mask at `path`, on `image`'s grid."""
     path = Path(path)
-    raw = read_labels(path, image)
-    if not raw.same_grid(labels):
-        raise InputError(path, "the reference does not lie on the segmented series' grid")
-    names = {int(value): str(name) for value, name in raw.meta.get("segment_labels", {}).items()}
+    structures = read_rtstruct(path, image) if annotation_kind(path) == "rtstruct" else None
+    if structures is not None:  # each ROI on its own: overlapping ones (a tumour in a lung) stay whole
+        names = {structure.number: structure.name for structure in structures}
+    else:
+        raw = read_labels(path, image)
+        if not raw.same_grid(labels):
+            raise InputError(path, "the reference does not lie on the segmented series' grid")
+        names = {int(value): str(name) for value, name in raw.meta.get("segment_labels", {}).items()}
     chosen = class_values(mapping, class_names, path) if mapping else name_mapping(names, class_names)
     if not chosen:
         raise InputError(
@@ -96,16 +104,38 @@ def compare(
             f"none of its structures ({', '.join(names.values()) or 'unnamed values'}) is one of the "
             f"model's classes ({', '.join(n for v, n in class_names.items() if v)}); give --reference-map",
         )
-    reading = map_labels(MaskReading(raw), chosen, path)
+    if structures is not None:
+        value_of = _mapped_by(chosen)
+        unknown = set(chosen) - {key for key in chosen for s in structures if _names(key, s)}
+        if unknown:
+            raise InputError(path, f"--reference-map names {sorted(unknown)}, which are not among its ROIs")
+        reference = LabelMap(paint(structures, image.shape, value_of), image.affine.copy())
+        reading = MaskReading(reference)
+    else:
+        reading = map_labels(MaskReading(raw), chosen, path)
     classes = {value: class_names[value] for value in sorted(set(chosen.values()))}
     notes = [
         f"Compared with {path.name}: {', '.join(f'{k} as {class_names[v]}' for k, v in chosen.items())}."
     ]
-    unmatched = sorted(set(names.values()) - set(chosen))
+    mapped = {key.strip().lower() for key in chosen}
+    unmatched = sorted(
+        name for number, name in names.items() if {name.lower(), str(number)}.isdisjoint(mapped)
+    )
     if unmatched:
         notes.append(f"Not compared (no model class of that name): {', '.join(unmatched)}.")
     metrics = evaluate_case(labels, reading.labels, classes)
     return Comparison(path.name, reading.labels, classes, chosen, metrics, notes)
+
+
+def _names(key: str, structure: Structure) -> bool:
+    """Whether a map key names an RTSTRUCT ROI: its name (any case) or its ROI number."""
+    text = key.strip()
+    return text.lower() == structure.name.lower() or (text.isdigit() and int(text) == structure.number)
+
+
+def _mapped_by(chosen: Mapping[str, int]) -> Callable[[Structure], int | None]:
+    """The class an RTSTRUCT ROI is painted with: the map's entry naming it; None leaves it out."""
+    return lambda structure: next((value for key, value in chosen.items() if _names(key, structure)), None)
 
 
 def disagreement(labels: LabelMap, reference: LabelMap, classes: Mapping[int, str]) -> LabelMap:

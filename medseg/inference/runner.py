@@ -39,7 +39,13 @@ import numpy as np
 
 import medseg
 from medseg.errors import InputError, MedsegError, OutOfDomainError
-from medseg.inference.comparison import DISAGREEMENT_NAMES, Comparison, compare, disagreement
+from medseg.inference.comparison import (
+    DISAGREEMENT_NAMES,
+    DISAGREEMENT_SEG_COLOURS,
+    Comparison,
+    compare,
+    disagreement,
+)
 from medseg.inference.discovery import Discovery, Job, shard
 from medseg.inference.domain import OK, OUT_OF_DOMAIN, DomainCheck
 from medseg.inference.output_names import (
@@ -172,6 +178,16 @@ def _write_seg(
         raise InputError(job.label, f"cannot write its DICOM SEG ({reason})") from None
 
 
+def _no_rtstruct_reason(image: ScalarImage, labels: LabelMap, segmenter: Segmenter) -> str | None:
+    """Why an RTSTRUCT cannot be written for this series (its contours reference single-slice images,
+    one per slice, and a structure set lists at least one ROI), or None."""
+    if image.meta.get("mosaic") or image.meta.get("frame_numbers"):
+        return "its contours reference single-slice images; this series holds its slices in one file"
+    if not np.isin(labels.array, [value for value in segmenter.class_names if value]).any():
+        return "the mask is empty (a structure set needs at least one ROI)"
+    return None
+
+
 def _write_rtstruct(
     job: Job, image: ScalarImage, labels: LabelMap, out: Path, segmenter: Segmenter, anonymize: bool
 ) -> None:
@@ -209,18 +225,24 @@ def _second_opinion(
     if options.write_seg and job.kind == "dicom-series" and not image.meta.get("mosaic"):
         from medseg.io.seg_writer import read_source_headers, write_seg
 
-        write_seg(
-            disagreement(labels, comparison.reference, comparison.classes),
-            read_source_headers(job.files, image.meta["sop_instance_uids"]),
-            out / DISAGREEMENT_SEG_NAME,
-            DISAGREEMENT_NAMES,
-            f"{segmenter.name} vs clinician",
-            medseg.__version__,
-            f"{PSEUDONYM_PREFIX}{job.key}" if options.anonymize else None,
-            series_description="AI vs clinician disagreement - not for clinical use",
-            seg_type=options.seg_type,
-        )
-        outputs.append(DISAGREEMENT_SEG_NAME)
+        try:
+            write_seg(
+                disagreement(labels, comparison.reference, comparison.classes),
+                read_source_headers(job.files, image.meta["sop_instance_uids"]),
+                out / DISAGREEMENT_SEG_NAME,
+                DISAGREEMENT_NAMES,
+                f"{segmenter.name} vs clinician",
+                medseg.__version__,
+                f"{PSEUDONYM_PREFIX}{job.key}" if options.anonymize else None,
+                series_description="AI vs clinician disagreement - not for clinical use",
+                frame_numbers=image.meta.get("frame_numbers"),
+                seg_type=options.seg_type,
+                colours=DISAGREEMENT_SEG_COLOURS,
+            )
+            outputs.append(DISAGREEMENT_SEG_NAME)
+        except (MedsegError, ValueError) as error:  # the comparison stands without its SEG
+            warnings.append(f"no disagreement SEG: {' '.join(str(error).split())}")
+            logger.warning("%s: %s", job.label, warnings[-1])
     return comparison
 
 
@@ -269,8 +291,9 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
         )
         outputs.append(SEG_NAME)
     if options.write_rtstruct and job.kind == "dicom-series" and labels.ndim == 3:
-        if image.meta.get("mosaic"):
-            warnings.append("no RTSTRUCT: its contours reference single-slice images, not a mosaic")
+        why = _no_rtstruct_reason(image, labels, segmenter)
+        if why:
+            warnings.append(f"no RTSTRUCT: {why}")
             logger.warning("%s: %s", job.label, warnings[-1])
         else:
             _write_rtstruct(job, image, labels, out, segmenter, options.anonymize)

@@ -45,7 +45,7 @@ def labelled_series(ds: pydicom.Dataset) -> list[str] | None:
 def annotation_kind(path: str | os.PathLike) -> str | None:
     """``"seg"`` or ``"rtstruct"`` for a DICOM file holding one (its header alone is read), else None."""
     path = Path(path)
-    if not path.is_file() or path.suffix.lower() not in ("", ".dcm"):
+    if not path.is_file():  # never opened otherwise: a pipe would block
         return None
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])

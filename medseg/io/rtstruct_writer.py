@@ -111,6 +111,8 @@ def write_rtstruct(
     to_lps = LPS_TO_RAS @ labels.affine  # voxel (i, j, k) -> LPS mm (LPS_TO_RAS is its own inverse)
     now = datetime.datetime.now()
     ds = pydicom.Dataset()
+    if str(first.get("SpecificCharacterSet", "") or "").strip():  # names in the source's repertoire
+        ds.SpecificCharacterSet = first.SpecificCharacterSet
     for keyword in COPIED:
         setattr(ds, keyword, first.get(keyword, ""))
     ds.SOPClassUID, ds.SOPInstanceUID = RTSTRUCT_SOP_CLASS, generate_uid()

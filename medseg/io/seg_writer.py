@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -173,11 +173,19 @@ def _frames(
     """(frames, rows, columns) array of segment numbers: frame k from slice k, or for one multi-frame
     source, frame n from the slice whose `frame_numbers` entry is n (the source's frame order)."""
     array = labels.array if labels.ndim == 3 else labels.array[:, :, None]
-    if frame_numbers is not None:
+    if frame_numbers is not None:  # every frame of the source, empty where no slice was selected from it
         count = int(sources[0].get("NumberOfFrames", 1) or 1)
-        if len(sources) != 1 or sorted(frame_numbers) != list(range(1, count + 1)):
+        numbers = np.asarray(frame_numbers)
+        if (
+            len(sources) != 1
+            or len(set(numbers)) != len(numbers)
+            or numbers.min() < 1
+            or numbers.max() > count
+        ):
             raise GeometryError(None, f"label slices from frames {list(frame_numbers)} of {count}")
-        array = array[:, :, np.argsort(frame_numbers)]
+        frames = np.zeros((*array.shape[:2], count), dtype=array.dtype)
+        frames[:, :, numbers - 1] = array
+        array = frames
     elif array.shape[2] != len(sources):
         raise GeometryError(None, f"{array.shape[2]} label slices for {len(sources)} source instances")
     rows, columns = int(sources[0].Rows), int(sources[0].Columns)
@@ -199,11 +207,12 @@ def write_seg(
     series_description: str = SERIES_DESCRIPTION,
     frame_numbers: Sequence[int] | None = None,
     seg_type: str = "binary",
+    colours: Mapping[int, tuple[int, int, int]] | None = None,
 ) -> dict[int, int]:
     """Write `labels` (on the source grid, slice k = ``sources[k]``, or frame ``frame_numbers[k]`` of one
     multi-frame source) as a DICOM SEG at `path`: ``binary`` (one bit plane per segment, what every
     viewer reads) or ``labelmap`` (one frame of segment numbers per slice, DICOM 2024c: several times
-    smaller for many classes; `SEG_TYPES`). Segments carry their overlay colour.
+    smaller for many classes; `SEG_TYPES`). Segments carry their overlay colour, or `colours[value]`.
 
     `series_description` starts with `SERIES_DESCRIPTION` (results are recognised by it).
 
@@ -230,7 +239,7 @@ def write_seg(
                 segmented_property_type=kind,
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm,
-                display_color=hd.color.CIELabColor.from_rgb(*class_colour(value)),
+                display_color=hd.color.CIELabColor.from_rgb(*(colours or {}).get(value, class_colour(value))),
             )
         )
     for ds in sources:  # highdicom copies it into the SEG: a malformed one was dropped on reading

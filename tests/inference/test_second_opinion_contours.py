@@ -16,7 +16,7 @@ from infer_models import save_threshold_checkpoint
 
 from medseg import read_image
 from medseg.cli.main import main
-from medseg.io.rtstruct import rtstruct_labels
+from medseg.io.rtstruct import read_rtstruct, rtstruct_labels
 from medseg.io.seg import read_seg
 
 LUNG1 = "nsclc_lung1_ct_rtstruct"
@@ -44,20 +44,22 @@ def test_infer_compares_with_the_clinicians_contours_found_in_the_study(study, t
     model = save_threshold_checkpoint(tmp_path / "ct.pt", 3, [2.0, 2.0, 3.0], [128, 128, 16])
     out = tmp_path / "out"
     argv = ["infer", str(study), "-m", str(model), "-o", str(out), "--force-domain", "--rtstruct"]
-    assert main([*argv, "--reference-map", '{"Lung-Left": 1, "GTV-1": "1"}']) == 0
+    assert main([*argv, "--reference-map", '{"lung-left": 1}']) == 0
     [folder] = [path for path in out.iterdir() if path.is_dir()]
     result = json.loads((folder / "result.json").read_text())
     comparison = result["comparison"]
-    assert comparison["mapping"] == {"Lung-Left": 1, "GTV-1": 1}
-    assert "Not compared (no model class of that name): Lung-Right, Spinal-Cord." in comparison["notes"]
+    assert comparison["mapping"] == {"lung-left": 1}
+    assert (
+        "Not compared (no model class of that name): GTV-1, Lung-Right, Spinal-Cord." in comparison["notes"]
+    )
     metrics = comparison["metrics"]["bright lesion"]
     assert {"dice", "iou", "hd95_mm", "nsd", "volume_diff_ml", "lesions_ref", "detected"} <= set(metrics)
 
     image = read_image(study / "CT")
     mask = read_image(folder / "mask.nii.gz").array
-    clinician = rtstruct_labels(next((study / "RTSTRUCT").glob("*.dcm")), image)
-    names = {name: value for value, name in clinician.meta["segment_labels"].items()}
-    expected = np.isin(clinician.array, [names["Lung-Left"], names["GTV-1"]])
+    # the whole left lung, the tumour inside it included (an unmapped structure leaves no hole)
+    structures = read_rtstruct(next((study / "RTSTRUCT").glob("*.dcm")), image)
+    expected = next(structure.mask for structure in structures if structure.name == "Lung-Left")
     ai = mask == 1
     assert metrics["dice"] == pytest.approx(2 * (ai & expected).sum() / (ai.sum() + expected.sum()), abs=1e-6)
 
@@ -66,6 +68,7 @@ def test_infer_compares_with_the_clinicians_contours_found_in_the_study(study, t
     assert set(segments) == {"agree", "AI only", "clinician only"}
     np.testing.assert_array_equal(disagreement.array == segments["agree"], ai & expected)
     np.testing.assert_array_equal(disagreement.array == segments["clinician only"], expected & ~ai)
+    np.testing.assert_array_equal(disagreement.array == segments["AI only"], ai & ~expected)
 
     page = (folder / "report.html").read_text()
     assert "Agreement with the reference" in page and "Compared with" in page

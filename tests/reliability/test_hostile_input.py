@@ -339,6 +339,7 @@ def test_the_seg_of_a_multi_frame_source_references_its_frames(datasets_dir, tmp
 
     slices = [pydicom.dcmread(path) for path in sorted((datasets_dir / "dcmqi_ct3slice_seg").rglob("*.dcm"))]
     slices = [ds for ds in slices if ds.Modality == "CT"]
+    slices = slices[1:] + slices[:1]  # frames out of slice order: the SEG must follow the file's order
     enhanced = highdicom.legacy.LegacyConvertedEnhancedCTImage(slices, highdicom.UID(), 1, highdicom.UID(), 1)
     folder = tmp_path / "enhanced"
     folder.mkdir()

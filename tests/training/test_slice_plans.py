@@ -41,6 +41,7 @@ def test_the_planner_proposes_slices_for_thick_slices_and_dims_forces_or_forbids
     plan = thick.plan({"name": "thick"})
     assert plan.slice_axis == 2 and plan.network_dims == 2 and "7.5x coarser" in plan.slice_reason
     assert plan.patch_size[2] == 1 and plan.pool_counts[2] == 0 and plan.patch_size[:2] == [320, 320]
+    assert plan.mirror_axes == [0, 1] and plan.target_spacing == [0.8, 0.8, 6.0]  # slices left as they are
     assert plan_from_dict(json.loads(json.dumps(plan.__dict__))).slice_axis == 2  # plans.json round trip
     assert thick.plan({"name": "thick"}, dims=3).slice_axis is None
     iso = Planner(fingerprint((1.0, 1.0, 1.0), (60, 40, 50)))
