@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import PIL.Image
+import pydicom
 import pytest
 
 from medseg.cli.main import main
@@ -165,18 +166,23 @@ def test_a_series_with_a_label_volume_beside_it_is_a_case(datasets_dir, tmp_path
 
 
 def test_clinician_rtstruct_contours_train_as_classes_through_a_name_mapping(datasets_dir, tmp_path):
-    """A PACS export with the LUNG1 CT and its RTSTRUCT (twice, as two patients): the ROIs become four
-    classes through case-insensitive name variants, and a few training steps run on them. A mapped ROI
-    a case lacks is an error naming the file, never background."""
+    """A PACS export with 24 slices of the LUNG1 CT and its RTSTRUCT (twice, as two patients): the ROIs
+    become four classes through case-insensitive name variants, and a few training steps run on them. A
+    mapped ROI a case lacks is an error naming the file, never background."""
     from medseg.training.config import config_from_dict
     from medseg.training.trainer import fit
 
     source = datasets_dir / "nsclc_lung1_ct_rtstruct"
     root = tmp_path / "export"
+    by_height = sorted(
+        (source / "CT").iterdir(),
+        key=lambda path: float(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient[2]),
+    )
+    kept = {"CT": by_height[64:88], "RTSTRUCT": list((source / "RTSTRUCT").iterdir())}  # all four ROIs
     for patient in ("patient_a", "patient_b"):
-        for part in ("CT", "RTSTRUCT"):
+        for part, paths in kept.items():
             (root / patient / part).mkdir(parents=True)
-            for path in (source / part).iterdir():
+            for path in paths:
                 (root / patient / part / path.name).symlink_to(path)  # linked files, real folders
     labels = {
         "1": ["Lung-Left", "Lung_L"],
