@@ -30,6 +30,7 @@ from medseg.training.config import config_from_dict
 from medseg.training.trainer import fit
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
+REPOSITORY = CONFIGS.parents[1]
 #: Task name -> (benchmark config, dims of its network).
 TASKS = {"hippocampus": ("hippocampus.yaml", 3), "cxr": ("cxr_lung.yaml", 2), "lgg": ("lgg_flair_2d.yaml", 2)}
 #: The architectures of the table, in its order: the best U-Net of the zoo first, then the others.
@@ -53,6 +54,7 @@ def row_config(task: str, architecture: str, minutes: float, runs: Path) -> dict
     """The task's config with the model swapped (the task's own options for dynunet, the registry's
     defaults otherwise; size-bound models get the task's patch) and the budget set."""
     config = yaml.safe_load((CONFIGS / TASKS[task][0]).read_text(encoding="utf-8"))
+    config["dataset"] = str(REPOSITORY / config["dataset"])  # the configs name it from the checkout
     if architecture != config["model"]:
         config["model"], config["model_options"] = architecture, {}
     spec = get_spec(architecture)
