@@ -82,7 +82,13 @@ def test_the_installed_command_lists_and_runs_the_shipped_bundles(fresh_env, dat
     listing = _run(fresh_env, tmp_path, "medseg", "models", "--json")
     assert listing.returncode == 0, listing.stderr
     names = sorted(card["name"] for card in json.loads(listing.stdout)["bundles"])
-    assert names == ["abdomen_ct_3d", "hippocampus_deeplab_3d", "hippocampus_mri_3d", "lung_cxr_2d"]
+    assert names == [
+        "abdomen_ct_3d",
+        "hippocampus_deeplab_3d",
+        "hippocampus_mri_3d",
+        "lgg_flair_2d",
+        "lung_cxr_2d",
+    ]
     case = datasets_dir / "msd_hippocampus" / "imagesTr" / CASE
     infer = _run(fresh_env, tmp_path, "medseg", "infer", str(case), "-m", "hippocampus_mri_3d", "-o", "out")
     assert infer.returncode == 0, infer.stderr  # a shipped bundle needs no --trust-bundle when installed

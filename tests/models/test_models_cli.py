@@ -14,7 +14,13 @@ def test_models_json_lists_every_model_with_counts_of_real_builds(capsys):
     listing = json.loads(capsys.readouterr().out)
     models = {m["name"]: m for m in listing["architectures"]}
     bundles = {b["name"]: b for b in listing["bundles"]}
-    assert sorted(bundles) == ["abdomen_ct_3d", "hippocampus_deeplab_3d", "hippocampus_mri_3d", "lung_cxr_2d"]
+    assert sorted(bundles) == [
+        "abdomen_ct_3d",
+        "hippocampus_deeplab_3d",
+        "hippocampus_mri_3d",
+        "lgg_flair_2d",
+        "lung_cxr_2d",
+    ]
     assert bundles["hippocampus_mri_3d"]["validation"]["val_mean_dice"] > 0.85
     assert "Anterior" in bundles["hippocampus_mri_3d"]["classes"]
     assert "not a medical device" in bundles["hippocampus_mri_3d"]["intended_use"]
