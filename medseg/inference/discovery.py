@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medseg.errors import InputError
-from medseg.io.annotations import MANUFACTURER, annotation_kind, labelled_series
+from medseg.io.annotations import MANUFACTURER, labelled_series
 from medseg.io.dicom.files import NOT_REGULAR, SkippedFile, read_dataset
 from medseg.io.dicom.scan import SeriesInfo, SeriesRules, is_radiograph, rejection_reasons, scan_folder
 from medseg.io.png import is_png_file
@@ -155,9 +155,7 @@ def clinician_labels(paths: list[Path]) -> dict[str, list[Path]]:
     results medseg wrote itself (its SEGs and RTSTRUCTs in an input folder are not a clinician's)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(paths):
-        if annotation_kind(path) is None:
-            continue
-        header = read_dataset(path, pixels=False)
+        header = read_dataset(path, pixels=False)  # never opens what is not a regular file
         if isinstance(header, SkippedFile) or str(header.get("Manufacturer", "")) == MANUFACTURER:
             continue
         for uid in labelled_series(header) or []:
