@@ -1,6 +1,7 @@
 """DeepLabV3 (Chen et al. 2017) and DeepLabV3+ (Chen et al. 2018) on a dilated 2D/3D ResNet.
 
-The backbone runs at output stride 16 or 8: the last stride(s) become dilation. ASPP has a 1×1 branch,
+The backbone runs at output stride 16 or 8 (the papers'; any power of two for small medical patches):
+the last stride(s) become dilation. ASPP has a 1×1 branch,
 three 3×3 atrous branches (rates 6, 12, 18 at output stride 16, doubled at 8, as in the paper) and an
 image-pooling branch; their concatenation is projected to `aspp_channels` by a 1×1 conv. DeepLabV3 maps
 that to classes with a 1×1 conv and upsamples (bi/tri)linearly; DeepLabV3+ first upsamples to ``layer1``
@@ -17,7 +18,6 @@ import torch
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from medseg.errors import ConfigError
 from medseg.models.backbone import DEFAULT_STRIDES
 from medseg.models.heads import (
     BackboneSegmenter,
@@ -31,7 +31,6 @@ from medseg.models.registry import register
 
 #: Atrous rates of the paper at output stride 16; they double at output stride 8.
 PAPER_RATES_OS16 = (6, 12, 18)
-OUTPUT_STRIDES = (8, 16)
 #: DeepLabV3+ reduces the low-level features to this fraction of the ASPP width (48 of 256 in the paper).
 LOW_LEVEL_FRACTION = 48 / 256
 
@@ -61,8 +60,6 @@ class DeepLab(BackboneSegmenter):
     def __init__(
         self, options: NativeOptions, plus: bool, atrous_rates: Sequence[int] | None, aspp_channels: int
     ) -> None:
-        if options.output_stride not in OUTPUT_STRIDES:
-            raise ConfigError(f"output_stride must be one of {OUTPUT_STRIDES}, got {options.output_stride}")
         super().__init__(options)
         if atrous_rates is None:
             atrous_rates = tuple(r * 16 // options.output_stride for r in PAPER_RATES_OS16)

@@ -22,6 +22,8 @@ from medseg.data.loading import channel_paths
 from medseg.data.planner import Plan, Planner, load_plan
 from medseg.data.splits import Fold, kfold_splits, load_splits, save_splits, splits_from_records
 from medseg.errors import ConfigError
+from medseg.models.backbone import BOTTLENECK_EXPANSION, DEPTHS
+from medseg.models.registry import get_spec
 from medseg.training.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,28 @@ log = logging.getLogger(__name__)
 #: Feature maps of the first level of a plan-derived DynUNet, doubled per level up to the maximum (nnU-Net).
 BASE_FILTERS = 32
 MAX_FILTERS = 320
+
+# The ResNet-trunk families (FCN, DeepLab, PSPNet) were designed for 500-pixel photographs and an
+# ImageNet-pretrained ResNet-50; `backbone_options` fits them to a plan the way `dynunet_options` fits
+# DynUNet. Each heuristic below is one named choice.
+#: Families whose models are a `DilatedResNet` trunk plus a head (medseg.models.heads).
+BACKBONE_FAMILIES = ("FCN", "DeepLab", "PSPNet")
+#: ResNet-18 (basic blocks): medical training sets are small and trained from scratch here; ResNet-50's
+#: 23.5M-parameter trunk (114M parameters for a 3D PSPNet) costs 5-10x a U-Net per step for no gain.
+BACKBONE_DEPTH = 18
+#: Stem width; the stages then have 32-256 channels, the widths of the plan-derived U-Nets.
+BACKBONE_WIDTH = 32
+#: Stages that can halve the input: the stem convolution, the max-pool and layers 2-4.
+BACKBONE_STAGES = 5
+#: Dilated models (DeepLab, PSPNet) replace the strides of their last two stages by dilation, as the
+#: papers' output stride 8 does for the five strides of a photograph-sized input.
+DILATED_STAGES = 2
+#: DeepLab's ASPP width relative to the trunk's last stage (256 of ResNet-50's 2048 in the paper; a
+#: ResNet-18 stage is 8 times narrower, so half its width keeps the head affordable but not starved).
+ASPP_FRACTION = 1 / 2
+#: DeepLab's atrous rates relative to the smallest extent of the deepest feature map: the paper's
+#: rates 6, 12, 18 on the 33-pixel map of a 513-pixel crop at output stride 16.
+ATROUS_FRACTIONS = (6 / 33, 12 / 33, 18 / 33)
 
 
 @dataclass
@@ -96,6 +120,49 @@ def dynunet_options(plan: Plan, options: dict) -> dict:
     return {"kernel_size": [3] * (levels + 1), "strides": strides, "filters": filters, **options}
 
 
+def planned_model_options(model: str, plan: Plan, patch_size: list[int], options: dict) -> dict:
+    """`options` completed from the plan for the models whose layout depends on it (DynUNet and the
+    ResNet-trunk families); the config's own options always win."""
+    if model == "dynunet":
+        return dynunet_options(plan, options)
+    spec = get_spec(model)
+    if spec.family in BACKBONE_FAMILIES:
+        return backbone_options(plan, patch_size, spec.defaults, options)
+    return options
+
+
+def backbone_options(plan: Plan, patch_size: list[int], defaults: dict, options: dict) -> dict:
+    """Trunk depth, width and per-axis strides of an FCN, DeepLab or PSPNet from the plan (see the
+    constants above), unless the config sets them; `defaults` are the model's own options.
+
+    An axis the plan halves ``p`` times is strided by the last ``p`` of the five stages, so a small
+    patch keeps its early stages at full resolution instead of reaching a 1-voxel map; dilated models
+    then cap the output stride two stages earlier, and DeepLab's atrous rates scale to the map they see.
+    """
+    pool_counts = [
+        min(count, BACKBONE_STAGES) for axis, count in enumerate(plan.pool_counts) if axis != plan.slice_axis
+    ]
+    sizes = [size for axis, size in enumerate(patch_size) if axis != plan.slice_axis]
+    strides = [
+        [2 if stage >= BACKBONE_STAGES - count else 1 for count in pool_counts]
+        for stage in range(BACKBONE_STAGES)
+    ]
+    planned: dict = {"depth": BACKBONE_DEPTH, "width": BACKBONE_WIDTH, "strides": strides}
+    if "output_stride" in defaults:
+        planned["output_stride"] = 2 ** max(0, max(pool_counts) - DILATED_STAGES)
+    if "aspp_channels" in defaults:
+        blocks, bottleneck = DEPTHS[options.get("depth", BACKBONE_DEPTH)]
+        expansion = BOTTLENECK_EXPANSION if bottleneck else 1
+        trunk_width = options.get("width", BACKBONE_WIDTH) * 2 ** (len(blocks) - 1) * expansion
+        planned["aspp_channels"] = round(trunk_width * ASPP_FRACTION)
+    if "atrous_rates" in defaults and "atrous_rates" not in options:
+        stride = options.get("output_stride", planned["output_stride"])
+        extent = min(size // min(stride, 2**count) for size, count in zip(sizes, pool_counts, strict=True))
+        rates = sorted({max(1, round(fraction * extent)) for fraction in ATROUS_FRACTIONS})
+        planned["atrous_rates"] = rates
+    return {**planned, **options}
+
+
 def fold_of(config: RunConfig, dataset: Dataset) -> Fold:
     """The cases to train and validate on.
 
@@ -145,9 +212,7 @@ def prepare(config: RunConfig) -> Experiment:
         raise ConfigError(
             f"patch_size {patch_size}: a 2D network on slices along axis {plan.slice_axis} needs 1 there"
         )
-    options = dict(config.model_options)
-    if config.model == "dynunet":
-        options = dynunet_options(plan, options)
+    options = planned_model_options(config.model, plan, patch_size, dict(config.model_options))
     model_config = ModelConfig(
         config.model,
         plan.network_dims,
