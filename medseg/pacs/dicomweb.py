@@ -117,6 +117,13 @@ class DicomWebClient(PacsClient):
             status = error.response.status_code if error.response is not None else "?"
             hint = " (check username and password)" if status in (401, 403) else ""
             raise PacsError(f"{what}: HTTP {status} from {self.config.describe()}{hint}") from None
+        except requests.Timeout as error:
+            if not isinstance(error, requests.ConnectTimeout):  # connected, but the answer did not come
+                raise PacsError(
+                    f"{what}: no complete answer from {self.config.describe()} within "
+                    f"{self.config.timeout_s:g} s (a stalled or very slow server; timeout_s sets the limit)"
+                ) from None
+            raise PacsError(f"{what}: cannot reach {self.config.describe()} (ConnectTimeout)") from None
         except requests.RequestException as error:
             raise PacsError(
                 f"{what}: cannot reach {self.config.describe()} ({type(error).__name__})"
