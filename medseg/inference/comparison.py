@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from medseg.errors import InputError
-from medseg.io.annotations import annotation_kind
+from medseg.io.annotations import Structure, annotation_kind
 from medseg.io.image import LabelMap, ScalarImage
 from medseg.io.masks import MaskReading
-from medseg.io.rtstruct import Structure, paint, read_rtstruct
+from medseg.io.rtstruct import paint, read_rtstruct
+from medseg.io.seg import read_seg_segments
 from medseg.metrics.cohort import map_labels, read_labels
 from medseg.metrics.evaluate import evaluate_case
 
@@ -89,8 +90,12 @@ def compare(
 ) -> Comparison:
     """The AI's `labels` against the clinician's SEG/RTSTRUCT/mask at `path`, on `image`'s grid."""
     path = Path(path)
-    structures = read_rtstruct(path, image) if annotation_kind(path) == "rtstruct" else None
-    if structures is not None:  # each ROI on its own: overlapping ones (a tumour in a lung) stay whole
+    kind = annotation_kind(path)
+    readers = {"rtstruct": read_rtstruct, "seg": read_seg_segments}
+    structures = readers[kind](path, image) if kind in readers else None
+    if (
+        structures is not None
+    ):  # each ROI or segment on its own: overlapping ones (a tumour in a lung) stay whole
         names = {structure.number: structure.name for structure in structures}
     else:
         raw = read_labels(path, image)

@@ -8,8 +8,10 @@ clinician contours are the second opinion's reference) find them the same way, b
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 
 #: SOP Class UIDs of DICOM Segmentation Storage and Label Map Segmentation Storage (DICOM 2024c).
@@ -52,3 +54,14 @@ def annotation_kind(path: str | os.PathLike) -> str | None:
     except Exception:  # not DICOM
         return None
     return "seg" if is_seg(header) else "rtstruct" if is_rtstruct(header) else None
+
+
+@dataclass
+class Structure:
+    """One ROI of the structure set: its number, name and mask on the reference grid."""
+
+    number: int
+    name: str
+    mask: np.ndarray
+    contours: int = 0
+    notes: list[str] = field(default_factory=list)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +29,13 @@ import PIL.ImageDraw
 import pydicom
 
 from medseg.errors import GeometryError, InputError
-from medseg.io.annotations import annotation_kind, is_rtstruct, labelled_series
+from medseg.io.annotations import Structure, annotation_kind, is_rtstruct, labelled_series
 from medseg.io.image import LPS_TO_RAS, Image, LabelMap
 
 #: A contour's points must lie within this share of a slice step of one voxel plane.
 SLICE_TOLERANCE = 0.1
 #: Contour types that enclose an area; points and open polylines enclose none and are skipped.
 CLOSED = ("CLOSED_PLANAR",)
-
-
-@dataclass
-class Structure:
-    """One ROI of the structure set: its number, name and mask on the reference grid."""
-
-    number: int
-    name: str
-    mask: np.ndarray
-    contours: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def is_rtstruct_file(path: str | os.PathLike) -> bool:

@@ -9,13 +9,16 @@ import json
 import logging
 import shutil
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 from infer_models import save_threshold_checkpoint
+from pydicom.sr.codedict import codes
 
 from medseg import read_image
 from medseg.cli.main import main
+from medseg.errors import InputError
 from medseg.io.rtstruct import read_rtstruct, rtstruct_labels
 from medseg.io.seg import read_seg
 
@@ -87,3 +90,55 @@ def test_a_reference_matching_no_class_is_a_warning_and_the_mask_stands(study, t
     assert record["comparison"] is None and (result.parent / "mask.nii.gz").is_file()
     assert "none of its structures (GTV-1, Spinal-Cord, Lung-Left, Lung-Right)" in record["warnings"][0]
     assert "give --reference-map" in caplog.text
+
+
+def test_a_seg_reference_with_overlapping_segments_is_compared_segment_by_segment(study, tmp_path):
+    """Slicer-style binary SEGs may overlap (a tumour drawn inside its organ): one label map cannot hold
+    them, so each segment is read on its own and the mapped one is compared whole."""
+    image = read_image(study / "CT")
+    structures = {s.name: s.mask for s in read_rtstruct(next((study / "RTSTRUCT").glob("*.dcm")), image)}
+    lung = structures["Lung-Left"] | structures["GTV-1"]  # the organ with its tumour
+    tumour = structures["GTV-1"]
+    assert (lung & tumour).any()
+    sources = [pydicom.dcmread(path) for path in sorted((study / "CT").glob("*.dcm"))]
+    sources.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    segments = [
+        hd.seg.SegmentDescription(
+            number,
+            name,
+            codes.SCT.Tissue,
+            codes.SCT.Tissue,
+            hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for number, name in ((1, "Lung-Left"), (2, "GTV-1"))
+    ]
+    # highdicom wants (frames, rows, columns, segments) in the sources' order; medseg's arrays are (i, j, k)
+    stacked = np.stack([lung, tumour], axis=-1).transpose(2, 1, 0, 3)
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=stacked.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segments,
+        series_instance_uid=hd.UID(),
+        series_number=1,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="clinician's workstation",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )
+    reference = tmp_path / "overlapping_seg.dcm"
+    seg.save_as(reference)
+    with pytest.raises(InputError, match="its segments overlap, so one label map cannot hold them"):
+        read_seg(reference, image)  # one label map: refused, not silently merged
+
+    model = save_threshold_checkpoint(tmp_path / "ct.pt", 3, [2.0, 2.0, 3.0], [128, 128, 16])
+    out = tmp_path / "out"
+    argv = ["infer", str(study / "CT"), "-m", str(model), "-o", str(out), "--force-domain", "--no-overlays"]
+    assert main([*argv, "--reference", str(reference), "--reference-map", '{"lung-left": 1}']) == 0
+    [result] = out.glob("*/result.json")
+    metrics = json.loads(result.read_text())["comparison"]["metrics"]["bright lesion"]
+    ai = read_image(result.parent / "mask.nii.gz").array == 1
+    expected = 2 * (ai & lung).sum() / (ai.sum() + lung.sum())  # the lung whole, its tumour included
+    assert metrics["dice"] == pytest.approx(expected, abs=1e-6)
