@@ -1,16 +1,20 @@
 """The architecture table: every family of the zoo on the same task, split, pipeline and wall-clock budget.
 
 For each task (a benchmark config: MSD hippocampus 3D, chest X-ray lungs 2D, LGG tumour 2D on slices) and
-each architecture, ``medseg train`` runs the task's config with only the model swapped (its default
-options from the registry, the task's patch for size-bound models) for ``--minutes`` of wall-clock time,
-then the best checkpoint segments the fold's first validation cases through `Segmenter` to time
-inference. A row: task, architecture, dims, parameters, steps done, validation Dice per class and mean
-(training's own validation on the plan grid, the same fold for every row), seconds per case.
+each architecture, ``medseg train`` runs the task's config with only the model swapped, at the widths of
+the task's U-Net (`comparable_options`; FCN, DeepLab and PSPNet take depth and strides from the plan), for
+``--minutes`` of wall-clock time; then the best checkpoint segments the fold's first validation cases
+through `Segmenter` to time inference. A row: task, architecture, dims, resolved options, parameters,
+steps done, validation Dice per class and mean (training's own validation on the plan grid, the same fold
+for every row), seconds per case.
 
     medseg bench zoo --task hippocampus --task cxr --task lgg --minutes 10 --json zoo.json
+    medseg bench zoo --markdown zoo.json            # the table docs/benchmarks.md quotes
 
 Rows append to ``--json`` as they finish, so a long table can be filled over several sessions (each row
-keeps its date and machine); docs/benchmarks.md quotes them.
+keeps its date and machine). On two cores, two processes with ``--threads 1``, each pinned to a core
+(``taskset -c 0`` / ``-c 1``), fill it twice as fast as one with two threads; docs/benchmarks.md says how
+each row ran.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import yaml
 from _common import emit, machine
 
+from medseg.checkpoint import load_checkpoint
 from medseg.inference.segmenter import Segmenter
 from medseg.io.reader import read_image
 from medseg.models.registry import count_parameters, get_spec
@@ -110,7 +115,7 @@ def run_row(task: str, architecture: str, minutes: float, runs: Path, threads: i
     per_case = (time.perf_counter() - start) / max(1, len(cases))
     return {
         **row,
-        "options": config.model_options,
+        "options": load_checkpoint(folder / "best.pt")["model"]["options"],  # as resolved from the plan
         "parameters": count_parameters(summary["model"]),
         "steps": summary["steps"],
         "val_dice": validation,
