@@ -51,7 +51,11 @@ def test_a_small_3d_patch_keeps_full_resolution_early_and_a_usable_deepest_map()
     extent = min(deepest_map(deeplab, 3, patch))
     assert extent >= 8 and max(deeplab["atrous_rates"]) < extent  # no rate only samples the padding
     network = create_model(
-        "deeplabv3plus", 3, 1, 3, **backbone_options(plan, patch, get_spec("deeplabv3plus").defaults, {})
+        "deeplabv3plus",
+        3,
+        1,
+        3,
+        **backbone_options(plan, patch, get_spec("deeplabv3plus").defaults, {"width": 4}),
     )
     network.eval()
     assert network(torch.zeros(1, 1, *patch)).shape == (1, 3, *patch)
