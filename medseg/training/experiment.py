@@ -45,8 +45,12 @@ BACKBONE_WIDTH = 32
 #: Stages that can halve the input: the stem convolution, the max-pool and layers 2-4.
 BACKBONE_STAGES = 5
 #: Dilated models (DeepLab, PSPNet) replace the strides of their last two stages by dilation, as the
-#: papers' output stride 8 does for the five strides of a photograph-sized input.
+#: papers' output stride 8 does for the five strides of a photograph-sized input...
 DILATED_STAGES = 2
+#: ...but keep an output stride of at least 4: on a plan that halves only three times, output stride 2
+#: ran the dilated 3D stages on a 16x24x16 map at 2x the step cost, and lost (hippocampus, 10 CPU
+#: minutes: DeepLabV3 0.838 and PSPNet 0.836 at output stride 2, 0.851 and 0.847 at 4).
+MIN_OUTPUT_STRIDE = 4
 #: DeepLab's ASPP width relative to the trunk's last stage (256 of ResNet-50's 2048 in the paper; a
 #: ResNet-18 stage is 8 times narrower, so half its width keeps the head affordable but not starved).
 ASPP_FRACTION = 1 / 2
@@ -137,7 +141,8 @@ def backbone_options(plan: Plan, patch_size: list[int], defaults: dict, options:
 
     An axis the plan halves ``p`` times is strided by the last ``p`` of the five stages, so a small
     patch keeps its early stages at full resolution instead of reaching a 1-voxel map; dilated models
-    then cap the output stride two stages earlier, and DeepLab's atrous rates scale to the map they see.
+    then cap the output stride two stages earlier (not below 4), and DeepLab's atrous rates scale to the
+    map they see.
     """
     pool_counts = [
         min(count, BACKBONE_STAGES) for axis, count in enumerate(plan.pool_counts) if axis != plan.slice_axis
@@ -149,7 +154,8 @@ def backbone_options(plan: Plan, patch_size: list[int], defaults: dict, options:
     ]
     planned: dict = {"depth": BACKBONE_DEPTH, "width": BACKBONE_WIDTH, "strides": strides}
     if "output_stride" in defaults:
-        planned["output_stride"] = 2 ** max(0, max(pool_counts) - DILATED_STAGES)
+        most = 2 ** max(pool_counts)
+        planned["output_stride"] = max(min(most, MIN_OUTPUT_STRIDE), most // 2**DILATED_STAGES)
     if "aspp_channels" in defaults:
         blocks, bottleneck = DEPTHS[options.get("depth", BACKBONE_DEPTH)]
         expansion = BOTTLENECK_EXPANSION if bottleneck else 1

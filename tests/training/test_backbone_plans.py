@@ -49,6 +49,7 @@ def test_a_small_3d_patch_keeps_full_resolution_early_and_a_usable_deepest_map()
     assert min(deepest_map(fcn, 3, patch)) >= 4  # the photograph strides would leave a 1-2 voxel map
     deeplab = backbone_options(plan, patch, get_spec("deeplabv3").defaults, {})
     extent = min(deepest_map(deeplab, 3, patch))
+    assert deeplab["output_stride"] == 4  # two dilated stages would leave output stride 2: twice the cost
     assert extent >= 8 and max(deeplab["atrous_rates"]) < extent  # no rate only samples the padding
     network = create_model(
         "deeplabv3plus",
