@@ -93,9 +93,8 @@ def compare(
     kind = annotation_kind(path)
     readers = {"rtstruct": read_rtstruct, "seg": read_seg_segments}
     structures = readers[kind](path, image) if kind in readers else None
-    if (
-        structures is not None
-    ):  # each ROI or segment on its own: overlapping ones (a tumour in a lung) stay whole
+    # each ROI or segment on its own: overlapping ones (a tumour in a lung) stay whole
+    if structures is not None:
         names = {structure.number: structure.name for structure in structures}
     else:
         raw = read_labels(path, image)

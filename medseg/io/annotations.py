@@ -58,7 +58,7 @@ def annotation_kind(path: str | os.PathLike) -> str | None:
 
 @dataclass
 class Structure:
-    """One ROI of the structure set: its number, name and mask on the reference grid."""
+    """One RTSTRUCT ROI or SEG segment: its number, name and mask on the reference grid."""
 
     number: int
     name: str

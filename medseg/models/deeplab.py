@@ -1,9 +1,9 @@
 """DeepLabV3 (Chen et al. 2017) and DeepLabV3+ (Chen et al. 2018) on a dilated 2D/3D ResNet.
 
 The backbone runs at output stride 16 or 8 (the papers'; any power of two for small medical patches):
-the last stride(s) become dilation. ASPP has a 1×1 branch,
-three 3×3 atrous branches (rates 6, 12, 18 at output stride 16, doubled at 8, as in the paper) and an
-image-pooling branch; their concatenation is projected to `aspp_channels` by a 1×1 conv. DeepLabV3 maps
+the last stride(s) become dilation. ASPP has a 1×1 branch, three 3×3 atrous branches (rates 6, 12, 18
+at output stride 16, doubled at 8, as in the paper) and an image-pooling branch; their concatenation is
+projected to `aspp_channels` by a 1×1 conv. DeepLabV3 maps
 that to classes with a 1×1 conv and upsamples (bi/tri)linearly; DeepLabV3+ first upsamples to ``layer1``
 (stride 4), concatenates its 1×1-reduced low-level features and refines with two 3×3 convs.
 
