@@ -29,10 +29,14 @@ GRID_TOLERANCE_VOXELS = 0.01
 _LABEL_DTYPE = np.uint8
 
 
+class OverlappingSegmentsError(InputError):
+    """The SEG's segments overlap, so one label map cannot hold them."""
+
+
 def _refuse_overlap(error: Exception, path: Path) -> None:
     """highdicom refuses to combine overlapping segments; say so in medseg's words."""
     if "overlap" in str(error):
-        raise InputError(
+        raise OverlappingSegmentsError(
             path, "its segments overlap, so one label map cannot hold them (read_seg_segments reads each)"
         ) from None
 
@@ -133,13 +137,22 @@ def read_seg(path: str | os.PathLike, reference: Image | None = None) -> LabelMa
 
 def read_seg_segments(path: str | os.PathLike, reference: Image) -> list[Structure]:
     """Each segment of a DICOM SEG as a mask of its own on `reference`'s grid (number, label, mask), so
-    that overlapping segments stay whole; placed as `read_seg` places them."""
+    that overlapping segments stay whole; placed as `read_seg` places them.
+
+    Segments that do not overlap (the usual case) are decoded once, together; overlapping ones one by one.
+    """
     path = Path(path)
     seg = _load(path)
-    return [
-        Structure(number, name, _place(seg, path, reference, [number]).array == number)
-        for number, name in _segment_labels(seg).items()
-    ]
+    labels = _segment_labels(seg)
+    try:
+        combined = _place(seg, path, reference, None).array
+    except OverlappingSegmentsError:
+        seg = _load(path)  # highdicom's frame index stays locked after the refused query
+        return [
+            Structure(number, name, _place(seg, path, reference, [number]).array == number)
+            for number, name in labels.items()
+        ]
+    return [Structure(number, name, combined == number) for number, name in labels.items()]
 
 
 def _place(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from pydicom.sr.codedict import codes
 
 from medseg.errors import GeometryError, InputError
 from medseg.io.image import ScalarImage
@@ -86,3 +88,66 @@ def test_seg_on_series_read_by_medseg(dcmqi):
     nrrd = sitk.ReadImage(str(dcmqi / "liver_seg.nrrd"))
     placed = sitk.Resample(nrrd, to_sitk(series), sitk.Transform(), sitk.sitkNearestNeighbor)
     np.testing.assert_array_equal(labels.array, sitk.GetArrayFromImage(placed).T)
+
+
+def _binary_seg(sources: list[pydicom.Dataset], masks: dict[str, np.ndarray]) -> hd.seg.Segmentation:
+    """A binary SEG of `masks` ((i, j, k) arrays on the sources' grid), one segment each, numbered from 1."""
+    descriptions = [
+        hd.seg.SegmentDescription(
+            number, name, codes.SCT.Tissue, codes.SCT.Tissue, hd.seg.SegmentAlgorithmTypeValues.MANUAL
+        )
+        for number, name in enumerate(masks, start=1)
+    ]
+    return hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=np.stack(list(masks.values()), axis=-1).transpose(2, 1, 0, 3).astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=1,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )
+
+
+@pytest.mark.parametrize("overlapping", [False, True])
+def test_each_segment_read_whole_overlapping_or_not(
+    dcmqi, ct, liver_on_ct, tmp_path, monkeypatch, overlapping
+):
+    """Disjoint segments are decoded once, together; overlapping ones one by one. Either way each mask
+    is the segment as drawn (the liver placed by SimpleITK, independently of medseg)."""
+    from medseg.io import seg as seg_module
+
+    image, uids = ct
+    source = from_sitk(image, ScalarImage)
+    source.meta["sop_instance_uids"] = uids
+    liver = liver_on_ct > 0
+    left = liver.copy()
+    left[256:] = False
+    masks = (
+        {"liver": liver, "left part": left}
+        if overlapping
+        else {"right part": liver & ~left, "left part": left}
+    )
+    sources = sorted(
+        (pydicom.dcmread(path) for path in (dcmqi / "ct-3slice").glob("*.dcm")),
+        key=lambda ds: uids.index(ds.SOPInstanceUID),
+    )
+    for ds in sources:
+        ds.SpecificCharacterSet = "ISO_IR 100"  # these files leave it empty, which highdicom refuses
+    path = tmp_path / "seg.dcm"
+    _binary_seg(sources, masks).save_as(path)
+
+    placements = []
+    place = seg_module._place
+    monkeypatch.setattr(seg_module, "_place", lambda *args: placements.append(args[3]) or place(*args))
+    structures = seg_module.read_seg_segments(path, source)
+    assert [(s.number, s.name) for s in structures] == list(enumerate(masks, start=1))
+    for structure, expected in zip(structures, masks.values(), strict=True):
+        assert expected.sum() > 10_000
+        np.testing.assert_array_equal(structure.mask, expected)
+    assert placements == ([None, [1], [2]] if overlapping else [None])
