@@ -126,18 +126,22 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-@functools.cache
-def default_parameter_count(name: str, spatial_dims: int, in_channels: int = 1, out_channels: int = 2) -> int:
-    """Trainable parameters of `name` at its default options, built on the meta device where it can be.
-
-    The meta device allocates no memory; SwinUNETR reads tensor values while building, which the meta
-    device refuses, so such models are built on the CPU instead.
-    """
+def build_cheaply(build: Callable[[], nn.Module]) -> nn.Module:
+    """`build()` on the meta device, which allocates no memory, where it can be: SwinUNETR reads tensor
+    values while building, which the meta device refuses, so such models are built on the CPU."""
     try:
         with torch.device("meta"):
-            return count_parameters(create_model(name, spatial_dims, in_channels, out_channels))
+            return build()
     except RuntimeError:
-        return count_parameters(create_model(name, spatial_dims, in_channels, out_channels))
+        return build()  # a real error in the options raises again here
+
+
+@functools.cache
+def default_parameter_count(name: str, spatial_dims: int, in_channels: int = 1, out_channels: int = 2) -> int:
+    """Trainable parameters of `name` at its default options."""
+    return count_parameters(
+        build_cheaply(lambda: create_model(name, spatial_dims, in_channels, out_channels))
+    )
 
 
 def _suggest(word: str, choices: dict[str, Any]) -> str:

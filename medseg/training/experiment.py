@@ -23,7 +23,7 @@ from medseg.data.planner import Plan, Planner, load_plan
 from medseg.data.splits import Fold, kfold_splits, load_splits, save_splits, splits_from_records
 from medseg.errors import ConfigError
 from medseg.models.backbone import BOTTLENECK_EXPANSION, DEPTHS
-from medseg.models.registry import get_spec
+from medseg.models.registry import build_cheaply, get_spec
 from medseg.training.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -227,8 +227,7 @@ def prepare(config: RunConfig) -> Experiment:
         options,
         slice_axis=plan.slice_axis,
     )
-    with torch.device("meta"):
-        model_config.build()  # unknown model or options fail here, before any data is read
+    build_cheaply(model_config.build)  # unknown model or options fail here, before any data is read
     initial_weights = None
     if config.init_weights:
         initial_weights = weights_to_fine_tune(config.init_weights, model_config, plan, class_names)

@@ -86,3 +86,18 @@ def test_epoch_sampler_splits_each_epoch_between_ranks_without_overlap():
     assert list(ranks[0]) != drawn[0]
     long_epoch = EpochSampler(num_cases=3, samples_per_rank=7, seed=1)
     assert len(list(long_epoch)) == 7 and set(long_epoch) == {0, 1, 2}
+
+
+def test_a_model_that_reads_its_own_tensors_while_building_is_prepared(datasets_dir, tmp_path):
+    """The options check builds the network on the meta device; SwinUNETR reads tensor values while
+    building, which the meta device refuses, so it is built on the CPU instead of failing the run."""
+    manifest = hippocampus_manifest(datasets_dir, tmp_path, train=2, val=1)
+    config = tiny_config(
+        manifest,
+        tmp_path / "run",
+        model="swin_unetr",
+        model_options={"feature_size": 12},
+        patch_size=[32, 32, 32],
+    )
+    experiment = prepare(config_from_dict(config))
+    assert experiment.model_config.name == "swin_unetr"
