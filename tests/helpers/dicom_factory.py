@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
+from pydicom.sr.codedict import codes
 
 from medseg.io.dicom.writer import write_dicom_series
 from medseg.io.image import ScalarImage
@@ -117,3 +119,29 @@ def write_radiograph(
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def binary_seg(sources: list[pydicom.Dataset], masks: dict[str, np.ndarray]) -> hd.seg.Segmentation:
+    """A binary SEG of `masks` ((i, j, k) arrays on the sources' grid, sources in slice order), one
+    segment each, numbered from 1 in the dict's order; segments may overlap."""
+    descriptions = [
+        hd.seg.SegmentDescription(
+            number, name, codes.SCT.Tissue, codes.SCT.Tissue, hd.seg.SegmentAlgorithmTypeValues.MANUAL
+        )
+        for number, name in enumerate(masks, start=1)
+    ]
+    # highdicom wants (frames, rows, columns, segments) in the sources' order; medseg's arrays are (i, j, k)
+    return hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=np.stack(list(masks.values()), axis=-1).transpose(2, 1, 0, 3).astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=1,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    )

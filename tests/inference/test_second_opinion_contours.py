@@ -9,12 +9,11 @@ import json
 import logging
 import shutil
 
-import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import binary_seg
 from infer_models import save_threshold_checkpoint
-from pydicom.sr.codedict import codes
 
 from medseg import read_image
 from medseg.cli.main import main
@@ -102,32 +101,7 @@ def test_a_seg_reference_with_overlapping_segments_is_compared_segment_by_segmen
     assert (lung & tumour).any()
     sources = [pydicom.dcmread(path) for path in sorted((study / "CT").glob("*.dcm"))]
     sources.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
-    segments = [
-        hd.seg.SegmentDescription(
-            number,
-            name,
-            codes.SCT.Tissue,
-            codes.SCT.Tissue,
-            hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-        )
-        for number, name in ((1, "Lung-Left"), (2, "GTV-1"))
-    ]
-    # highdicom wants (frames, rows, columns, segments) in the sources' order; medseg's arrays are (i, j, k)
-    stacked = np.stack([lung, tumour], axis=-1).transpose(2, 1, 0, 3)
-    seg = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=stacked.astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segments,
-        series_instance_uid=hd.UID(),
-        series_number=1,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="clinician's workstation",
-        manufacturer_model_name="test",
-        software_versions="1",
-        device_serial_number="1",
-    )
+    seg = binary_seg(sources, {"Lung-Left": lung, "GTV-1": tumour})
     reference = tmp_path / "overlapping_seg.dcm"
     seg.save_as(reference)
     with pytest.raises(InputError, match="its segments overlap, so one label map cannot hold them"):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.sr.codedict import codes
+from dicom_factory import binary_seg
 
 from medseg.errors import GeometryError, InputError
 from medseg.io.image import ScalarImage
@@ -90,30 +89,6 @@ def test_seg_on_series_read_by_medseg(dcmqi):
     np.testing.assert_array_equal(labels.array, sitk.GetArrayFromImage(placed).T)
 
 
-def _binary_seg(sources: list[pydicom.Dataset], masks: dict[str, np.ndarray]) -> hd.seg.Segmentation:
-    """A binary SEG of `masks` ((i, j, k) arrays on the sources' grid), one segment each, numbered from 1."""
-    descriptions = [
-        hd.seg.SegmentDescription(
-            number, name, codes.SCT.Tissue, codes.SCT.Tissue, hd.seg.SegmentAlgorithmTypeValues.MANUAL
-        )
-        for number, name in enumerate(masks, start=1)
-    ]
-    return hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=np.stack(list(masks.values()), axis=-1).transpose(2, 1, 0, 3).astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=1,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="test",
-        manufacturer_model_name="test",
-        software_versions="1",
-        device_serial_number="1",
-    )
-
-
 @pytest.mark.parametrize("overlapping", [False, True])
 def test_each_segment_read_whole_overlapping_or_not(
     dcmqi, ct, liver_on_ct, tmp_path, monkeypatch, overlapping
@@ -140,7 +115,7 @@ def test_each_segment_read_whole_overlapping_or_not(
     for ds in sources:
         ds.SpecificCharacterSet = "ISO_IR 100"  # these files leave it empty, which highdicom refuses
     path = tmp_path / "seg.dcm"
-    _binary_seg(sources, masks).save_as(path)
+    binary_seg(sources, masks).save_as(path)
 
     placements = []
     place = seg_module._place
