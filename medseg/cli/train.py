@@ -90,6 +90,13 @@ def dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="network rank: 2 trains a 2D network on the slices of 3D volumes (nnU-Net's 2d), 3 a 3D "
         "network (default: the planner's choice, slices for strongly anisotropic data)",
     )
+    parser.add_argument(
+        "--context-slices",
+        type=int,
+        metavar="N",
+        help="2.5D: with a 2D network on slices, give it N neighbouring slices on either side as extra "
+        "input channels (default: 0, one slice)",
+    )
 
 
 def json_labels(text: str | None) -> dict | None:
@@ -137,6 +144,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "mask_suffix": args.mask_suffix,
         "mask_threshold": args.mask_threshold,
         "dims": args.dims,
+        "context_slices": args.context_slices,
     }
     overrides.update({key: value for key, value in named.items() if value is not None})
     if args.no_progress:
@@ -170,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         experiment = prepare(config)
         slice_axis = experiment.model_config.slice_axis
         slices = "" if slice_axis is None else f" on slices along axis {slice_axis}"
+        if experiment.plan.context_slices:
+            slices += f" with {experiment.plan.context_slices} neighbouring slice(s) either side as channels"
         print(
             f"config OK: {len(experiment.train_records)} training / {len(experiment.val_records)} validation "
             f"cases, {experiment.model_config.name} {experiment.model_config.spatial_dims}D{slices}, "

@@ -67,12 +67,20 @@ class Plan:
     #: why the planner chose slices. None for a network of the data's own rank.
     slice_axis: int | None = None
     slice_reason: str | None = None
+    #: A slice plan whose 2D network also sees this many neighbouring slices on either side as extra
+    #: input channels (2.5D, `medseg.data.transforms.SliceContext`); 0 for one slice.
+    context_slices: int = 0
     version: int = PLAN_VERSION
 
     @property
     def network_dims(self) -> int:
         """Spatial rank of the network: 2 for a slice plan, else the data's."""
         return 2 if self.slice_axis is not None else self.dim
+
+    @property
+    def network_in_channels(self) -> int:
+        """Input channels of the network: the image's, times the slices each one sees."""
+        return len(self.normalization) * (2 * self.context_slices + 1)
 
     @property
     def mirroring(self) -> tuple[int, ...]:
@@ -380,6 +388,10 @@ def plan_from_dict(raw: Any, source: str | os.PathLike | None = None) -> Plan:
         raise InputError(
             source, f"slice_axis {plan.slice_axis!r} needs a 3D plan whose patch_size is 1 along that axis"
         )
+    if not isinstance(plan.context_slices, int) or plan.context_slices < 0:
+        raise InputError(source, f"context_slices must be a whole number >= 0, got {plan.context_slices!r}")
+    if plan.context_slices and plan.slice_axis is None:
+        raise InputError(source, "context_slices needs a slice plan (a 2D network on 3D volumes)")
     if not plan.normalization:
         raise InputError(source, "the plan names no channel normalisation")
     for channel in plan.normalization:

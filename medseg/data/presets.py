@@ -12,6 +12,10 @@
   - ``zscore`` (MR): z-score each case on its own (``nonzero``: only nonzero voxels, others stay 0);
   - ``percentile`` (X-ray): map each case's ``lower``/``upper`` percentiles to 0..1 and clip.
 
+* slice context (2.5D), for a slice plan with ``context_slices``: each slice gets its neighbours as extra
+  channels (`SliceContextd`), after normalisation, so the padding beyond the volume is 0 in normalised
+  units in training and inference alike.
+
 `inverse(pipeline, key)` undoes the spatial steps for a prediction, landing exactly on the input grid
 (same shape and affine) with nearest-neighbour interpolation for labels.
 """
@@ -33,7 +37,7 @@ from monai.transforms import (
 )
 
 from medseg.data.planner import Plan
-from medseg.data.transforms import ClipZScore, LoadMedsegImaged, PerChanneld
+from medseg.data.transforms import ClipZScore, LoadMedsegImaged, PerChanneld, SliceContextd
 from medseg.errors import ConfigError
 
 
@@ -70,6 +74,8 @@ def preprocessing(
         steps.append(Orientationd(keys, axcodes=plan.orientation, labels=None))
     steps.append(Spacingd(keys, pixdim=plan.target_spacing, mode=modes, padding_mode="border"))
     steps.append(PerChanneld(image_key, [normalizer(entry) for entry in plan.normalization]))
+    if plan.context_slices:
+        steps.append(SliceContextd(image_key, plan.slice_axis, plan.context_slices))
     steps.append(EnsureTyped(image_key, dtype="float32", track_meta=True))
     return Compose(steps)
 

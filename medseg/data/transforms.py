@@ -5,6 +5,8 @@
 * `ClipZScore` / `ClipZScored`: clip to fixed bounds, then z-score with fixed mean/std (CT with
   dataset-wide foreground statistics, as nnU-Net does).
 * `PerChannel` / `PerChanneld`: apply a different transform to each channel (mixed modalities).
+* `SliceContext` / `SliceContextd`: give every slice its neighbours as extra channels (2.5D input for a
+  2D network run on the slices of a volume).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type
 
 from medseg.data.loading import load_case_channels, load_images
 from medseg.data.metatensor import image_to_metatensor
@@ -93,6 +96,50 @@ class PerChanneld(MapTransform):
     def __init__(self, keys: KeysCollection, transforms: Sequence[Transform]) -> None:
         super().__init__(keys)
         self.transform = PerChannel(transforms)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            out[key] = self.transform(out[key])
+        return out
+
+
+class SliceContext(Transform):
+    """Stack each slice with its `count` neighbours on either side along spatial `axis` as channels.
+
+    ``(C, *spatial)`` becomes ``(C * (2 * count + 1), *spatial)``: channel ``c * (2 * count + 1) + j`` at
+    slice ``k`` holds channel ``c`` of slice ``k + j - count``, zero beyond the first and last slice. A
+    2D network given one slice of the result sees that slice in the middle of its neighbours (2.5D); the
+    grid, and a MetaTensor's affine and transform trace, stay as they are.
+    """
+
+    def __init__(self, axis: int, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        self.axis, self.count = axis, count
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        dim = self.axis + 1  # the channel comes first
+        depth, width = img.shape[dim], 2 * self.count + 1
+        stacked = torch.zeros((img.shape[0], width, *img.shape[1:]), dtype=img.dtype, device=img.device)
+        plain = img.as_tensor() if hasattr(img, "as_tensor") else img
+        for j in range(width):
+            shift = j - self.count  # neighbour k + shift lands on slice k
+            first, last = max(0, -shift), min(depth, depth - shift)
+            if first < last:
+                stacked[:, j].narrow(dim, first, last - first).copy_(
+                    plain.narrow(dim, first + shift, last - first)
+                )
+        context, *_ = convert_to_dst_type(stacked.flatten(0, 1), img)
+        return context
+
+
+class SliceContextd(MapTransform):
+    """Dictionary wrapper of `SliceContext`."""
+
+    def __init__(self, keys: KeysCollection, axis: int, count: int) -> None:
+        super().__init__(keys)
+        self.transform = SliceContext(axis, count)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         out = dict(data)

@@ -35,7 +35,7 @@ from monai.utils import SpaceKeys
 from medseg.checkpoint import checkpoint_paths, checkpoint_plan, load_checkpoint, model_from_checkpoint
 from medseg.data.planner import Plan
 from medseg.data.presets import inverse, normalizer, preprocessing
-from medseg.data.transforms import PerChanneld
+from medseg.data.transforms import PerChanneld, SliceContextd
 from medseg.errors import ConfigError, GeometryError, InputError
 from medseg.inference.regrid import AxisAlignedInterpolator
 from medseg.inference.sliding_window import (
@@ -103,11 +103,14 @@ class Ensemble:
 
         MONAI's intensity transforms make a few float32 copies of the whole volume; for schemes without
         per-case statistics the same maths on slabs of `NORMALISE_SLAB` slices gives the same result.
+        Slice context (2.5D) then follows normalisation, as in the pipeline.
         """
         entry = self.plan.normalization[0]
         if entry.get("scheme") not in VOXELWISE_SCHEMES:
             return pipeline({"image": _metatensor_view(image)})["image"]
-        spatial = Compose([step for step in pipeline.transforms if not isinstance(step, PerChanneld)])
+        after_normalising = (PerChanneld, SliceContextd)
+        spatial = Compose([step for step in pipeline.transforms if not isinstance(step, after_normalising)])
+        context = Compose([step for step in pipeline.transforms if isinstance(step, SliceContextd)])
         tensor = spatial({"image": _metatensor_view(image)})["image"]
         voxels = tensor.as_tensor()
         if voxels.dtype != torch.float32 or voxels.data_ptr() == image.array.__array_interface__["data"][0]:
@@ -119,7 +122,7 @@ class Ensemble:
         for first in range(0, voxels.shape[-1], NORMALISE_SLAB):
             slab = voxels[..., first : first + NORMALISE_SLAB]
             slab.copy_(torch.as_tensor(normalise(slab)))
-        return tensor
+        return context({"image": tensor})["image"]
 
     def predict(
         self, image: ScalarImage, settings: WindowSettings | None = None, progress: bool = False

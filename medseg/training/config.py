@@ -77,6 +77,9 @@ class RunConfig:
     #: Network rank: 2 trains a 2D network on the slices of 3D volumes, 3 a 3D network; None lets the
     #: planner choose (slices for strongly anisotropic data). Applies when no `plan` file is given.
     dims: int | None = None
+    #: 2.5D: a 2D network on slices also sees this many neighbouring slices on either side as extra input
+    #: channels (needs a slice plan); None keeps the plan's (0 for a computed plan).
+    context_slices: int | None = None
     #: Override the plan's target spacing (mm per axis), e.g. to train 2D X-rays at half resolution.
     target_spacing: list[float] | None = None
     #: Cross-validation: this fold of `folds` (deterministic, seed `split_seed`), saved to `splits`.
@@ -229,6 +232,12 @@ def _check_values(config: RunConfig) -> None:
         )
     if config.dims not in (None, 2, 3):
         raise ConfigError(f"dims must be 2 or 3 (or left out), got {config.dims!r}")
+    if config.context_slices is not None and (
+        isinstance(config.context_slices, bool)
+        or not isinstance(config.context_slices, int)
+        or config.context_slices < 0
+    ):
+        raise ConfigError(f"context_slices must be a whole number >= 0, got {config.context_slices!r}")
     memory_format.check_setting(config.channels_last)
     if config.num_workers < 0:
         raise ConfigError(f"num_workers must be 0 or more, got {config.num_workers}")

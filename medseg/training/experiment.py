@@ -106,6 +106,13 @@ def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
         plan = dataclasses.replace(plan, patch_size=[int(s) for s in config.patch_size])
     if not config.augmentation.flip:  # nor may test-time augmentation mirror a model never trained so
         plan = dataclasses.replace(plan, mirror_axes=[])
+    if config.context_slices is not None:
+        if config.context_slices and plan.slice_axis is None:
+            raise ConfigError(
+                f"context_slices {config.context_slices} needs a 2D network on slices of 3D volumes "
+                f"(dims 2); this plan's network is {plan.network_dims}D on {plan.dim}D data"
+            )
+        plan = dataclasses.replace(plan, context_slices=config.context_slices)
     return plan
 
 
@@ -222,7 +229,7 @@ def prepare(config: RunConfig) -> Experiment:
     model_config = ModelConfig(
         config.model,
         plan.network_dims,
-        len(plan.normalization),
+        plan.network_in_channels,
         max(class_names) + 1,
         options,
         slice_axis=plan.slice_axis,

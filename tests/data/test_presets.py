@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -13,6 +15,7 @@ from medseg.data.planner import Plan
 from medseg.data.presets import inverse, normalizer, preprocessing
 from medseg.data.transforms import ClipZScore
 from medseg.errors import ConfigError
+from medseg.inference.ensemble import Ensemble
 from medseg.io.image import LabelMap, ScalarImage
 from medseg.io.resample import reorient
 from medseg.io.volume import read_volume, write_volume
@@ -88,6 +91,35 @@ def test_ct_preset_reorients_resamples_normalises_and_inverts_exactly(lps_case):
     agreement = (back.array == label.array).mean()
     assert agreement > 0.97
     assert np.array_equal(np.unique(back.array), np.unique(label.array))
+
+
+def test_slice_context_gives_each_slice_its_normalised_neighbours_in_training_and_inference(lps_case):
+    record, image, _ = lps_case
+    one_slice = dataclasses.replace(
+        _plan(3, [2.0, 2.0, 2.5], [CT_NORMALIZATION]), patch_size=[16, 16, 1], slice_axis=2
+    )
+    plan = dataclasses.replace(one_slice, context_slices=2)
+    assert plan.network_in_channels == 5
+    alone = preprocessing(one_slice)(dict(record))["image"][0]
+    pipeline = preprocessing(plan)
+    data = pipeline(dict(record))
+    stacked = data["image"]
+    assert stacked.shape == (5, *alone.shape)
+    np.testing.assert_allclose(stacked.affine, data["label"].affine)
+    for j, shift in enumerate(range(-2, 3)):  # channel j of slice k is slice k + shift, zero off the volume
+        inside = range(max(0, -shift), min(alone.shape[2], alone.shape[2] - shift))
+        for k in (inside[0], inside[-1], len(alone[0, 0]) // 2):
+            torch.testing.assert_close(stacked[j, :, :, k], alone[:, :, k + shift])
+        outside = [k for k in range(alone.shape[2]) if k not in inside]
+        assert bool((stacked[j][..., outside] == 0).all())
+
+    # inference normalises CT slab by slab: the network must see exactly what training saw
+    ensemble = Ensemble(networks=[], plan=plan, class_names={0: "background"})
+    inferred = ensemble._preprocess(preprocessing(plan, label_key=None, load=False), image)
+    torch.testing.assert_close(inferred.as_tensor(), stacked.as_tensor())
+    data["pred"] = data["label"].clone()
+    restored = metatensor_to_image(inverse(pipeline)(data)["pred"], LabelMap)
+    assert restored.same_grid(image)  # the stacked channels leave the way back to the source grid alone
 
 
 def test_mr_zscore_preset_per_case(datasets_dir):

@@ -55,6 +55,8 @@ def test_the_planner_proposes_slices_for_thick_slices_and_dims_forces_or_forbids
     broken = {**plan.__dict__, "patch_size": [320, 320, 2], "pool_counts": [5, 5, 1]}
     with pytest.raises(InputError, match="slice_axis 2 needs a 3D plan whose patch_size is 1"):
         plan_from_dict(broken, "plans.json")
+    with pytest.raises(InputError, match="context_slices needs a slice plan"):
+        plan_from_dict({**iso.plan({"name": "iso"}).__dict__, "context_slices": 1}, "plans.json")
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
@@ -71,7 +73,8 @@ def test_a_slice_wise_network_is_its_2d_network_on_every_slice(axis):
     torch.testing.assert_close(output, expected)
 
 
-def test_lgg_trains_on_slices_and_segments_its_volumes_on_their_own_grid(datasets_dir, tmp_path):
+@pytest.mark.parametrize("context", [0, 2], ids=["one_slice", "with_neighbours"])
+def test_lgg_trains_on_slices_and_segments_its_volumes_on_their_own_grid(datasets_dir, tmp_path, context):
     root = datasets_dir / LGG
     names = sorted(path.name for path in (root / "labelsTr").glob("*.nii.gz"))[:3]
     cases = [
@@ -90,12 +93,14 @@ def test_lgg_trains_on_slices_and_segments_its_volumes_on_their_own_grid(dataset
         target_spacing=[8.0, 8.0, 1.0],
         patch_size=[32, 32, 1],
         batch_size=4,
+        context_slices=context,
     )
     summary = fit(config_from_dict(config))
     assert summary["steps"] == 6 and 0.0 <= summary["best_mean_dice"] <= 1.0
     state = load_checkpoint(tmp_path / "run" / "best.pt")
     assert state["model"]["spatial_dims"] == 2 and state["model"]["slice_axis"] == 2
     assert state["plan"]["slice_axis"] == 2 and "dims 2" in state["plan"]["slice_reason"]
+    assert state["plan"]["context_slices"] == context and state["model"]["in_channels"] == 2 * context + 1
 
     source = root / "imagesTr" / names[2]
     segmenter = Segmenter.load(tmp_path / "run", device="cpu")
@@ -112,5 +117,9 @@ def test_train_dims_2_on_hippocampus_from_the_command_line(datasets_dir, tmp_pat
     config.write_text(json.dumps(tiny_config(manifest, tmp_path / "run", patch_size=None)))
     assert main(["train", str(config), "--dims", "2", "--check"]) == 0
     assert "unet 2D on slices along axis" in capsys.readouterr().out
+    assert main(["train", str(config), "--dims", "2", "--context-slices", "2", "--check"]) == 0
+    assert "with 2 neighbouring slice(s) either side" in capsys.readouterr().out
+    assert main(["train", str(config), "--dims", "3", "--context-slices", "2", "--check"]) != 0
+    assert "context_slices 2 needs a 2D network on slices" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", str(config), "--dims", "4", "--check"])
