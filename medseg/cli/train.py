@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 import yaml
@@ -47,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a bundle that did not ship with medseg (its configs can run Python code)",
     )
-    parser.add_argument("--fold", type=int, help="cross-validation fold (overrides the config)")
+    parser.add_argument(
+        "--fold",
+        type=fold_argument,
+        help="cross-validation fold (overrides the config), or 'all': every case, no validation (the "
+        "final model once cross-validation chose the recipe)",
+    )
     parser.add_argument("--output", "--out", dest="output", help="run folder (overrides the config)")
     dataset_arguments(parser)
     parser.add_argument("--epochs", type=int, help="number of epochs (overrides the config)")
@@ -97,6 +103,11 @@ def dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="2.5D: with a 2D network on slices, give it N neighbouring slices on either side as extra "
         "input channels (default: 0, one slice)",
     )
+
+
+def fold_argument(text: str) -> int | str:
+    """``--fold``: a number stays a number; anything else (``all``) is checked with the config."""
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def json_labels(text: str | None) -> dict | None:
@@ -194,8 +205,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"published the best checkpoint to {model_file}")
     else:
         summary = fit(config, resume=args.resume)
+    best = summary["best_mean_dice"]
+    validation = f"best validation mean Dice {best:.4f}" if math.isfinite(best) else "no validation"
     print(
         f"trained {summary['epochs']} epochs ({summary['steps']} steps) in {summary['seconds']:.0f} s; "
-        f"best validation mean Dice {summary['best_mean_dice']:.4f}; outputs in {summary['folder']}"
+        f"{validation}; outputs in {summary['folder']}"
     )
     return 0

@@ -24,6 +24,9 @@ from medseg.errors import ConfigError, InputError
 from medseg.runtime import memory_format
 from medseg.utils.atomic import write_text_atomic
 
+#: The `fold` that trains on every case, without validation.
+ALL_CASES = "all"
+
 #: Allowed values of the choice fields.
 CHOICES: dict[str, tuple[str, ...]] = {
     "loss": ("dice_ce", "dice_focal"),
@@ -82,8 +85,10 @@ class RunConfig:
     context_slices: int | None = None
     #: Override the plan's target spacing (mm per axis), e.g. to train 2D X-rays at half resolution.
     target_spacing: list[float] | None = None
-    #: Cross-validation: this fold of `folds` (deterministic, seed `split_seed`), saved to `splits`.
-    fold: int = 0
+    #: Cross-validation: this fold of `folds` (deterministic, seed `split_seed`), saved to `splits`; or
+    #: ``all`` (`ALL_CASES`): train on every case without validation (nnU-Net's ``fold all``), the final
+    #: model once cross-validation has chosen the recipe. ``best.pt`` is then the last epoch's weights.
+    fold: int | str = 0
     folds: int = 5
     split_seed: int = 12345
     #: Splits JSON; None means ``<output>/../splits.json`` (shared by the folds of one experiment).
@@ -226,9 +231,10 @@ def _check_values(config: RunConfig) -> None:
         value = getattr(config, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key} must be positive (or left out), got {value}")
-    if not 0 <= config.fold < config.folds:
+    if config.fold != ALL_CASES and not (isinstance(config.fold, int) and 0 <= config.fold < config.folds):
         raise ConfigError(
-            f"fold must be in 0..{config.folds - 1} for folds={config.folds}, got {config.fold}"
+            f"fold must be in 0..{config.folds - 1} for folds={config.folds} or {ALL_CASES!r}, "
+            f"got {config.fold!r}"
         )
     if config.dims not in (None, 2, 3):
         raise ConfigError(f"dims must be 2 or 3 (or left out), got {config.dims!r}")

@@ -24,7 +24,7 @@ from medseg.data.splits import Fold, kfold_splits, load_splits, save_splits, spl
 from medseg.errors import ConfigError
 from medseg.models.backbone import BOTTLENECK_EXPANSION, DEPTHS
 from medseg.models.registry import build_cheaply, get_spec
-from medseg.training.config import RunConfig
+from medseg.training.config import ALL_CASES, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +179,12 @@ def backbone_options(plan: Plan, patch_size: list[int], defaults: dict, options:
 def fold_of(config: RunConfig, dataset: Dataset) -> Fold:
     """The cases to train and validate on.
 
-    A manifest whose rows declare ``split: train|val`` is used as it is (unless a splits file is
-    configured); otherwise fold `config.fold` of the splits file, written first (deterministic k-fold)
-    if it does not exist yet.
+    Fold ``all`` trains on every case and validates on none. A manifest whose rows declare
+    ``split: train|val`` is used as it is (unless a splits file is configured); otherwise fold
+    `config.fold` of the splits file, written first (deterministic k-fold) if it does not exist yet.
     """
+    if config.fold == ALL_CASES:
+        return {"train": list(dataset.ids), "val": []}
     declared = splits_from_records(dataset.cases)
     if declared and declared["val"] and config.splits is None:
         return declared

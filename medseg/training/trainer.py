@@ -206,7 +206,12 @@ class Trainer:
             cache_dir=self.folder / "cache",
             progress=config.progress and main,
         )
-        val_data = validation_dataset(exp.val_records, exp.plan, config.cache) if main else None
+        validating = main and bool(exp.val_records)
+        val_data = validation_dataset(exp.val_records, exp.plan, config.cache) if validating else None
+        if main and not validating:
+            log.info(
+                "no validation cases (fold %s): %s will hold the last epoch's weights", config.fold, BEST
+            )
         loader = EpochLoader(
             train_data,
             exp.batch_size,
@@ -253,7 +258,7 @@ class Trainer:
                 }
                 self.epoch_losses, self.step_in_epoch = [], 0
                 last_epoch = self.epoch >= config.epochs or out_of_time
-                if main and (self.epoch % config.val_interval == 0 or last_epoch):
+                if validating and (self.epoch % config.val_interval == 0 or last_epoch):
                     row.update(self._validate(val_data))
                     bar.write(
                         f"epoch {self.epoch}: loss {row['train_loss']:.4f}, "
@@ -267,6 +272,8 @@ class Trainer:
                 if main:
                     run_log.add(row)
                     self._save(LAST, full_state=True)
+                    if not validating and (stop or self.epoch >= config.epochs):
+                        self._save(BEST, full_state=False)
                 distributed.barrier(self.context)
         except KeyboardInterrupt:
             if main:

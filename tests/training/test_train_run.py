@@ -181,6 +181,25 @@ def test_fine_tuning_starts_from_the_checkpoint_weights(trained, manifest, tmp_p
         prepare(config_from_dict(other))
 
 
+def test_fold_all_trains_on_every_case_and_keeps_the_last_weights(trained, manifest, tmp_path, capsys):
+    config, _ = trained
+    run = config.output_dir.parent / "fold_all"  # beside fold 0: crossval (below) must ignore it
+    settings = tmp_path / "config.json"
+    settings.write_text(json.dumps(tiny_config(manifest, config.output_dir.parent / "fold_{fold}")))
+    assert prepare(config_from_dict({**tiny_config(manifest, run), "fold": "all"})).val_records == []
+    assert len(prepare(config_from_dict({**tiny_config(manifest, run), "fold": "all"})).train_records) == 16
+    assert main(["train", str(settings), "--fold", "all"]) == 0
+    assert "no validation; outputs in" in capsys.readouterr().out
+    assert not (run / "validation.json").exists()
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert best["training"]["fold"] == "all" and best["training"]["step"] == last["training"]["step"] == 6
+    for name, tensor in best["state_dict"].items():
+        torch.testing.assert_close(tensor, last["state_dict"][name])
+    assert all("val_mean_dice" not in row for row in json.loads((run / "history.json").read_text()))
+    assert main(["train", str(settings), "--fold", "some", "--check"]) != 0
+    assert "fold must be in 0..4 for folds=5 or 'all', got 'some'" in capsys.readouterr().err
+
+
 def test_crossval_gathers_the_fold_results_into_one_table(trained, capsys):
     config, summary = trained
     assert main(["crossval", str(config.output_dir.parent)]) == 0
