@@ -33,7 +33,10 @@ def validation_cases(run: Path) -> tuple[Dataset, list[dict]]:
     """The run's dataset and the cases of its validation fold."""
     config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     splits_file = Path(config.get("splits") or run.parent / "splits.json")
-    ids = set(json.loads(splits_file.read_text(encoding="utf-8"))[config.get("fold", 0)]["val"])
+    fold = config.get("fold", 0)
+    if not isinstance(fold, int):
+        raise SystemExit(f"{run}: trained on fold {fold!r}, which has no validation cases")
+    ids = set(json.loads(splits_file.read_text(encoding="utf-8"))[fold]["val"])
     dataset = open_dataset(config["dataset"])
     cases = [case for case in dataset.cases if case["id"] in ids]
     if len(cases) != len(ids):

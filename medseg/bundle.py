@@ -33,7 +33,7 @@ from monai.bundle import ConfigParser
 from monai.bundle.utils import EXPR_KEY, ID_REF_KEY, MACRO_KEY
 
 from medseg.bundles import CONFIGS_DIR, METADATA, require_trust
-from medseg.checkpoint import BEST, ModelConfig, checkpoint_paths, load_checkpoint
+from medseg.checkpoint import BEST, ModelConfig, checkpoint_paths, checkpoint_plan, load_checkpoint
 from medseg.errors import ConfigError, InputError
 from medseg.training.config import RunConfig, config_from_dict
 from medseg.training.trainer import fit
@@ -117,9 +117,9 @@ def publish(checkpoint: str | os.PathLike, model_file: str | os.PathLike) -> Pat
     model_file.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(model_file) as temporary:
         shutil.copyfile(checkpoint, temporary)
-    plan = load_checkpoint(model_file)["plan"]
+    plan = checkpoint_plan(load_checkpoint(model_file), model_file)
     members = [path for path in checkpoint_paths([model_file.parent]) if path.name != model_file.name]
-    others = [path.name for path in members if load_checkpoint(path)["plan"] != plan]
+    others = [path.name for path in members if checkpoint_plan(load_checkpoint(path), path) != plan]
     if others:
         log.warning(
             "%s: the models beside it (%s) were trained on another plan, so they no longer form one "
@@ -191,7 +191,7 @@ def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dic
     Dice per class is computed as during training (`medseg.training.validation.validate`: the model's
     plan, its training patch as the window, on the plan's grid) and written to `output_file` as JSON.
     """
-    from medseg.checkpoint import checkpoint_plan, load_checkpoint, model_from_checkpoint
+    from medseg.checkpoint import model_from_checkpoint
     from medseg.runtime.precision import resolve_precision
     from medseg.training.experiment import prepare
     from medseg.training.patches import validation_dataset
@@ -199,6 +199,11 @@ def evaluate(training: dict[str, Any], model_file: str, output_file: str) -> dic
 
     config = config_from_dict(dict(training), where=TRAINING_KEY)
     experiment = prepare(config)
+    if not experiment.val_records:
+        raise ConfigError(
+            f"fold {config.fold} trained on every case, so none is left to evaluate on; choose a fold "
+            "(e.g. --training#fold 0), knowing the model has seen its cases"
+        )
     state = load_checkpoint(model_file)
     plan = checkpoint_plan(state, model_file)
     result = validate(

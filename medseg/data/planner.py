@@ -84,8 +84,10 @@ class Plan:
 
     @property
     def mirroring(self) -> tuple[int, ...]:
-        """The axes mirroring may use (`mirror_axes`, or every axis when it is None)."""
-        return tuple(range(self.dim)) if self.mirror_axes is None else tuple(self.mirror_axes)
+        """The axes mirroring may use (`mirror_axes`, or every axis when it is None), never a slice plan's
+        `slice_axis`: its 2D network was not trained flipped along it, and a 2.5D stack would reverse."""
+        axes = range(self.dim) if self.mirror_axes is None else self.mirror_axes
+        return tuple(axis for axis in axes if axis != self.slice_axis)
 
     @property
     def label_names(self) -> dict[int, str]:

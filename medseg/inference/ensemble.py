@@ -253,9 +253,17 @@ def load_ensemble(sources: str | os.PathLike | Sequence[str | os.PathLike], devi
     takes bundle names and settings."""
     paths = checkpoint_paths([sources] if isinstance(sources, (str, os.PathLike)) else sources)
     states = [load_checkpoint(path) for path in paths]
+    plans = [checkpoint_plan(state, path) for state, path in zip(states, paths, strict=True)]
+    for path, state, plan in zip(paths, states, plans, strict=True):
+        if int(state["model"]["in_channels"]) != plan.network_in_channels:
+            raise InputError(
+                path,
+                f"its network takes {state['model']['in_channels']} input channel(s) but its plan gives "
+                f"{plan.network_in_channels}",
+            )
     first = states[0]
-    for path, state in zip(paths[1:], states[1:], strict=True):
-        if state["plan"] != first["plan"]:
+    for path, state, plan in zip(paths[1:], states[1:], plans[1:], strict=True):
+        if plan != plans[0]:
             raise InputError(path, f"plan differs from {paths[0].name}; ensemble members must share one plan")
         if (
             state["class_names"] != first["class_names"]
@@ -271,7 +279,7 @@ def load_ensemble(sources: str | os.PathLike | Sequence[str | os.PathLike], devi
     ]
     return Ensemble(
         networks=networks,
-        plan=checkpoint_plan(first, paths[0]),
+        plan=plans[0],
         class_names={int(k): str(v) for k, v in first["class_names"].items()},
         sources=paths,
         model=dict(first["model"]),

@@ -236,6 +236,8 @@ def _check_values(config: RunConfig) -> None:
             f"fold must be in 0..{config.folds - 1} for folds={config.folds} or {ALL_CASES!r}, "
             f"got {config.fold!r}"
         )
+    if config.fold == ALL_CASES and config.early_stopping is not None:
+        raise ConfigError("early_stopping needs validation cases; fold all has none")
     if config.dims not in (None, 2, 3):
         raise ConfigError(f"dims must be 2 or 3 (or left out), got {config.dims!r}")
     if config.context_slices is not None and (

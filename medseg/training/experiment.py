@@ -179,13 +179,14 @@ def backbone_options(plan: Plan, patch_size: list[int], defaults: dict, options:
 def fold_of(config: RunConfig, dataset: Dataset) -> Fold:
     """The cases to train and validate on.
 
-    Fold ``all`` trains on every case and validates on none. A manifest whose rows declare
+    Fold ``all`` trains on every case (of the declared train and val splits, where a manifest
+    declares them) and validates on none. A manifest whose rows declare
     ``split: train|val`` is used as it is (unless a splits file is configured); otherwise fold
     `config.fold` of the splits file, written first (deterministic k-fold) if it does not exist yet.
     """
-    if config.fold == ALL_CASES:
-        return {"train": list(dataset.ids), "val": []}
     declared = splits_from_records(dataset.cases)
+    if config.fold == ALL_CASES:  # rows a manifest keeps out of training (split: test) stay out
+        return {"train": declared["train"] + declared["val"] if declared else list(dataset.ids), "val": []}
     if declared and declared["val"] and config.splits is None:
         return declared
     path = config.splits_path

@@ -182,7 +182,7 @@ def random_transforms(
         slicing = [SqueezeDimd(KEYS, dim=plan.slice_axis + 1)]
         dim = 2
         axis_out = plan.slice_axis
-        mirror_axes = tuple(axis - (axis > axis_out) for axis in mirror_axes if axis != axis_out)
+        mirror_axes = tuple(axis - (axis > axis_out) for axis in mirror_axes)
     return UntrackedCompose(
         [
             crop,

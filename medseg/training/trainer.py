@@ -4,7 +4,8 @@ One run trains one fold: it preprocesses and caches the cases (`medseg.training.
 patches with the configured loss, optimiser and schedule (`medseg.training.optim`), validates whole
 volumes every `val_interval` epochs (`medseg.training.validation`), and writes to its run folder:
 
-- ``best.pt`` (best mean validation Dice) and ``last.pt`` (end of the latest epoch, or the moment of
+- ``best.pt`` (best mean validation Dice; without validation cases, fold ``all``, the latest epoch's
+  weights) and ``last.pt`` (end of the latest epoch, or the moment of
   an interrupt), both `medseg.checkpoint` files that inference loads; ``last.pt`` also holds
   the optimiser, scaler and RNG states, the position in the epoch and the history, for ``--resume``;
 - ``validation.json`` (the best validation), ``history.csv``/``.json``, ``training_curve.png``,
@@ -47,7 +48,16 @@ log = logging.getLogger(__name__)
 
 VALIDATION = "validation.json"
 #: Keys of the config that must not change when a run is resumed (the weights would not fit).
-RESUME_FIXED_KEYS = ("model", "model_options", "patch_size", "batch_size", "fold", "optimizer")
+RESUME_FIXED_KEYS = (
+    "model",
+    "model_options",
+    "patch_size",
+    "batch_size",
+    "fold",
+    "optimizer",
+    "dims",
+    "context_slices",
+)
 
 #: Called after every optimiser step with (global step, loss); raise KeyboardInterrupt to stop the run.
 StepCallback = Callable[[int, float], None]
@@ -272,7 +282,7 @@ class Trainer:
                 if main:
                     run_log.add(row)
                     self._save(LAST, full_state=True)
-                    if not validating and (stop or self.epoch >= config.epochs):
+                    if not validating:  # fold all: the latest weights are the ones to use
                         self._save(BEST, full_state=False)
                 distributed.barrier(self.context)
         except KeyboardInterrupt:

@@ -3,6 +3,7 @@ validation and inference back to a 3D mask on the source grid, on the shared LGG
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import nibabel as nib
@@ -16,6 +17,7 @@ from medseg.checkpoint import load_checkpoint
 from medseg.cli.main import main
 from medseg.data.planner import Planner, plan_from_dict
 from medseg.errors import ConfigError, InputError
+from medseg.inference.ensemble import load_ensemble
 from medseg.inference.segmenter import Segmenter
 from medseg.models import create_model
 from medseg.models.slicewise import SliceWise
@@ -42,6 +44,7 @@ def test_the_planner_proposes_slices_for_thick_slices_and_dims_forces_or_forbids
     assert plan.slice_axis == 2 and plan.network_dims == 2 and "7.5x coarser" in plan.slice_reason
     assert plan.patch_size[2] == 1 and plan.pool_counts[2] == 0 and plan.patch_size[:2] == [320, 320]
     assert plan.mirror_axes == [0, 1] and plan.target_spacing == [0.8, 0.8, 6.0]  # slices left as they are
+    assert dataclasses.replace(plan, mirror_axes=None).mirroring == (0, 1)  # never along the slices
     assert plan_from_dict(json.loads(json.dumps(plan.__dict__))).slice_axis == 2  # plans.json round trip
     assert thick.plan({"name": "thick"}, dims=3).slice_axis is None
     iso = Planner(fingerprint((1.0, 1.0, 1.0), (60, 40, 50)))
@@ -101,6 +104,17 @@ def test_lgg_trains_on_slices_and_segments_its_volumes_on_their_own_grid(dataset
     assert state["model"]["spatial_dims"] == 2 and state["model"]["slice_axis"] == 2
     assert state["plan"]["slice_axis"] == 2 and "dims 2" in state["plan"]["slice_reason"]
     assert state["plan"]["context_slices"] == context and state["model"]["in_channels"] == 2 * context + 1
+
+    # a plan written before context_slices existed is the same plan; a plan that contradicts the network
+    # is refused by name
+    older = {**state, "plan": {k: v for k, v in state["plan"].items() if k != "context_slices"}}
+    torch.save(older, tmp_path / "older.pt")
+    contradicting = {**state, "plan": {**state["plan"], "context_slices": context + 1}}
+    torch.save(contradicting, tmp_path / "contradicting.pt")
+    if context == 0:
+        assert len(load_ensemble([tmp_path / "run" / "best.pt", tmp_path / "older.pt"]).networks) == 2
+    with pytest.raises(InputError, match=r"contradicting.pt: its network takes .* but its plan gives"):
+        load_ensemble(tmp_path / "contradicting.pt")
 
     source = root / "imagesTr" / names[2]
     segmenter = Segmenter.load(tmp_path / "run", device="cpu")

@@ -186,8 +186,14 @@ def test_fold_all_trains_on_every_case_and_keeps_the_last_weights(trained, manif
     run = config.output_dir.parent / "fold_all"  # beside fold 0: crossval (below) must ignore it
     settings = tmp_path / "config.json"
     settings.write_text(json.dumps(tiny_config(manifest, config.output_dir.parent / "fold_{fold}")))
-    assert prepare(config_from_dict({**tiny_config(manifest, run), "fold": "all"})).val_records == []
-    assert len(prepare(config_from_dict({**tiny_config(manifest, run), "fold": "all"})).train_records) == 16
+    everything = prepare(config_from_dict({**tiny_config(manifest, run), "fold": "all"}))
+    assert everything.val_records == [] and len(everything.train_records) == 16
+    rows = json.loads(manifest.read_text())
+    rows["cases"][0]["split"] = "test"  # a manifest's test rows stay out of the final model too
+    kept_out = tmp_path / "with_test.json"
+    kept_out.write_text(json.dumps(rows))
+    trained_on = prepare(config_from_dict({**tiny_config(kept_out, run), "fold": "all"})).train_records
+    assert len(trained_on) == 15 and rows["cases"][0]["image"] not in [r["image"] for r in trained_on]
     assert main(["train", str(settings), "--fold", "all"]) == 0
     assert "no validation; outputs in" in capsys.readouterr().out
     assert not (run / "validation.json").exists()
