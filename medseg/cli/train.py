@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fold",
         type=fold_argument,
+        metavar="K|all",
         help="cross-validation fold (overrides the config), or 'all': every case, no validation (the "
         "final model once cross-validation chose the recipe)",
     )
