@@ -5,6 +5,7 @@
 * `ClipZScore` / `ClipZScored`: clip to fixed bounds, then z-score with fixed mean/std (CT with
   dataset-wide foreground statistics, as nnU-Net does).
 * `PerChannel` / `PerChanneld`: apply a different transform to each channel (mixed modalities).
+* `ArrayWrapperd`: the dictionary form every wrapper here shares (apply its array transform per key).
 * `SliceContext` / `SliceContextd`: give every slice its neighbours as extra channels (2.5D input for a
   2D network run on the slices of a volume).
 """
@@ -49,6 +50,18 @@ class LoadMedsegImaged(Transform):
         return out
 
 
+class ArrayWrapperd(MapTransform):
+    """The dictionary form of the array transform `self.transform`: applied to each key's value."""
+
+    transform: Transform
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            out[key] = self.transform(out[key])
+        return out
+
+
 class ClipZScore(Transform):
     """``(clip(x, low, high) - mean) / std`` with fixed values (e.g. from a plan)."""
 
@@ -61,18 +74,12 @@ class ClipZScore(Transform):
         return (img.float().clamp(self.low, self.high) - self.mean) / self.std
 
 
-class ClipZScored(MapTransform):
+class ClipZScored(ArrayWrapperd):
     """Dictionary wrapper of `ClipZScore`."""
 
     def __init__(self, keys: KeysCollection, low: float, high: float, mean: float, std: float) -> None:
         super().__init__(keys)
         self.transform = ClipZScore(low, high, mean, std)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        out = dict(data)
-        for key in self.key_iterator(out):
-            out[key] = self.transform(out[key])
-        return out
 
 
 class PerChannel(Transform):
@@ -90,18 +97,12 @@ class PerChannel(Transform):
         return torch.cat(channels)
 
 
-class PerChanneld(MapTransform):
+class PerChanneld(ArrayWrapperd):
     """Dictionary wrapper of `PerChannel`."""
 
     def __init__(self, keys: KeysCollection, transforms: Sequence[Transform]) -> None:
         super().__init__(keys)
         self.transform = PerChannel(transforms)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        out = dict(data)
-        for key in self.key_iterator(out):
-            out[key] = self.transform(out[key])
-        return out
 
 
 class SliceContext(Transform):
@@ -134,15 +135,9 @@ class SliceContext(Transform):
         return context
 
 
-class SliceContextd(MapTransform):
+class SliceContextd(ArrayWrapperd):
     """Dictionary wrapper of `SliceContext`."""
 
     def __init__(self, keys: KeysCollection, axis: int, count: int) -> None:
         super().__init__(keys)
         self.transform = SliceContext(axis, count)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        out = dict(data)
-        for key in self.key_iterator(out):
-            out[key] = self.transform(out[key])
-        return out
