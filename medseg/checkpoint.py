@@ -170,7 +170,11 @@ def checkpoint_paths(sources: Sequence[str | os.PathLike]) -> list[Path]:
             paths.append(source / BEST)
             continue
         if (source / LAST).is_file():
-            raise InputError(source, f"a training run without {BEST} yet: it has not validated")
+            raise InputError(
+                source,
+                f"a training run without {BEST} yet (it has not validated, or a fold 'all' run has not "
+                "finished its first epoch)",
+            )
         for folder in (source / "models", source):
             found = sorted(p for p in folder.glob("*") if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
             if found:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medseg.data.splits import SPLIT_NAMES
 from medseg.errors import InputError
 from medseg.io.annotations import labelled_series
 from medseg.io.dicom.files import SkippedFile, non_image_reason, read_dataset
@@ -260,7 +261,12 @@ def read_manifest(path: str | os.PathLike, modality: str = "unknown") -> Dataset
         case: Record = {"id": str(row.get("id") or strip_suffix(label.name)), "image": _as_image(resolved)}
         case["label"] = str(label)
         if row.get("split"):
-            case["split"] = str(row["split"])
+            split = str(row["split"]).strip().lower()
+            if split not in SPLIT_NAMES:
+                raise InputError(
+                    path, f"row {number}: split {row['split']!r} is not one of {', '.join(SPLIT_NAMES)}"
+                )
+            case["split"] = SPLIT_NAMES[split]
         threshold = row.get("mask_threshold", row.get("label_threshold"))
         if threshold not in (None, ""):
             case["mask_threshold"] = float(threshold)

@@ -61,7 +61,8 @@ class Plan:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     heuristics: dict[str, Any] = field(default_factory=dict)
     #: Spatial axes (0 = first array axis) that training flips and test-time mirroring may use. None, as
-    #: in plans written before this field existed, means every axis.
+    #: in plans written before this field existed, means every axis. A slice plan's `slice_axis` is never
+    #: mirrored, listed or not (see `mirroring`).
     mirror_axes: list[int] | None = None
     #: A 3D plan whose network is 2D: the spatial axis it slices along (its patch size there is 1), and
     #: why the planner chose slices. None for a network of the data's own rank.

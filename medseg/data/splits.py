@@ -61,17 +61,30 @@ def train_val_split(
     return {"train": sorted(shuffled[n_val:]), "val": sorted(shuffled[:n_val])}
 
 
+#: What a manifest row's ``split`` may say, mapped to medseg's names. ``test`` rows are kept out of
+#: training and validation (cross-validation folds and fold ``all`` alike).
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def trainable_ids(records: Sequence[dict]) -> list[str]:
+    """Every case a fold may train or validate on: all but the rows marked ``split: test``."""
+    return sorted(r["id"] for r in records if r.get("split") != "test")
+
+
 def splits_from_records(records: Sequence[dict]) -> Fold | None:
-    """The split the records themselves declare (``"split"``: train/val/validation), or None if none do."""
-    declared = [r for r in records if r.get("split")]
-    if not declared:
+    """The fold the records declare: ``split: val`` rows validate, every other trainable row (marked
+    ``train`` or unmarked) trains; None if no row is marked ``val``."""
+    val = sorted(r["id"] for r in records if r.get("split") == "val")
+    if not val:
         return None
-    fold: Fold = {"train": [], "val": []}
-    for record in declared:
-        name = {"validation": "val", "training": "train"}.get(record["split"], record["split"])
-        if name in fold:
-            fold[name].append(record["id"])
-    return {key: sorted(value) for key, value in fold.items()}
+    return {"train": [i for i in trainable_ids(records) if i not in set(val)], "val": val}
 
 
 def _validate(folds: object, where: Path | None) -> list[Fold]:

@@ -173,8 +173,8 @@ class Segmenter:
         tta = defaults.get("tta", False) if tta is None else tta
         if tta and not ensemble.plan.mirroring:
             logger.warning(
-                "test-time mirroring does nothing: the model was trained without mirroring (plan "
-                "mirror_axes: []); test-time zooms are the augmentation for such models"
+                "test-time mirroring does nothing: the model was trained without mirroring along any axis it "
+                "sees (plan mirror_axes); test-time zooms are the augmentation for such models"
             )
         zooms = defaults.get("tta_zooms") if tta_zooms is None else tta_zooms
         settings = ensemble.settings(

@@ -63,7 +63,7 @@ class RunConfig:
     #: Dataset folder or manifest (any layout `medseg.data.datasets.open_dataset` reads).
     dataset: str
     #: Run folder: checkpoints, history, TensorBoard events and the training curve go here; ``{fold}`` is
-    #: replaced by the fold number (e.g. ``runs/hippocampus/fold_{fold}``).
+    #: replaced by the fold number or ``all`` (e.g. ``runs/hippocampus/fold_{fold}``).
     output: str
     #: Modality of every channel (CT, MR, XRAY...) when the dataset does not record it.
     modality: str | None = None

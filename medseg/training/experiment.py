@@ -20,7 +20,14 @@ from medseg.data.datasets import Dataset, open_dataset
 from medseg.data.fingerprint import compute_fingerprint
 from medseg.data.loading import channel_paths
 from medseg.data.planner import Plan, Planner, load_plan
-from medseg.data.splits import Fold, kfold_splits, load_splits, save_splits, splits_from_records
+from medseg.data.splits import (
+    Fold,
+    kfold_splits,
+    load_splits,
+    save_splits,
+    splits_from_records,
+    trainable_ids,
+)
 from medseg.errors import ConfigError
 from medseg.models.backbone import BOTTLENECK_EXPANSION, DEPTHS
 from medseg.models.registry import build_cheaply, get_spec
@@ -179,31 +186,55 @@ def backbone_options(plan: Plan, patch_size: list[int], defaults: dict, options:
 def fold_of(config: RunConfig, dataset: Dataset) -> Fold:
     """The cases to train and validate on.
 
-    Fold ``all`` trains on every case (of the declared train and val splits, where a manifest
-    declares them) and validates on none. A manifest whose rows declare
-    ``split: train|val`` is used as it is (unless a splits file is configured); otherwise fold
-    `config.fold` of the splits file, written first (deterministic k-fold) if it does not exist yet.
+    Rows a manifest marks ``split: test`` never train nor validate. Fold ``all`` trains on every other
+    case (only those of the splits file when `config.splits` names one) and validates on none. A
+    manifest with ``split: val`` rows is used as it declares (unless a splits file is configured);
+    otherwise fold `config.fold` of the splits file, written first (deterministic k-fold over the
+    trainable cases) if it does not exist yet.
     """
+    trainable = trainable_ids(dataset.cases)
     declared = splits_from_records(dataset.cases)
-    if config.fold == ALL_CASES:  # rows a manifest keeps out of training (split: test) stay out
-        return {"train": declared["train"] + declared["val"] if declared else list(dataset.ids), "val": []}
-    if declared and declared["val"] and config.splits is None:
-        return declared
+    if config.fold == ALL_CASES:
+        if config.splits is not None:
+            listed = {i for fold in _read_folds(config, trainable) for i in fold["train"] + fold["val"]}
+            trainable = [i for i in trainable if i in listed]
+        fold = {"train": trainable, "val": []}
+    elif declared and config.splits is None:
+        fold = declared
+    else:
+        folds = _read_folds(config, trainable)
+        if config.fold >= len(folds):
+            raise ConfigError(
+                f"fold {config.fold} does not exist: {config.splits_path} has {len(folds)} folds"
+            )
+        fold = folds[config.fold]
+        if not fold["val"]:
+            raise ConfigError(
+                f"{config.splits_path}: fold {config.fold} has no validation cases (train on every case "
+                "with fold 'all')"
+            )
+    if not fold["train"]:
+        raise ConfigError(f"fold {config.fold} has no training cases in {config.dataset}")
+    return fold
+
+
+def _read_folds(config: RunConfig, trainable: list[str]) -> list[Fold]:
+    """The splits file's folds, written first (k-fold of `trainable`) if it does not exist yet."""
     path = config.splits_path
     if path.is_file():
         folds = load_splits(path)
     else:
-        folds = kfold_splits(dataset.ids, config.folds, config.split_seed)
+        folds = kfold_splits(trainable, config.folds, config.split_seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_splits(folds, path)
         log.info("wrote %d-fold splits to %s", config.folds, path)
-    if config.fold >= len(folds):
-        raise ConfigError(f"fold {config.fold} does not exist: {path} has {len(folds)} folds")
-    fold = folds[config.fold]
-    unknown = sorted(set(fold["train"] + fold["val"]) - set(dataset.ids))
-    if unknown:
-        raise ConfigError(f"{path}: fold {config.fold} names {len(unknown)} case(s) not in the dataset")
-    return fold
+    for number, fold in enumerate(folds):
+        unknown = sorted(set(fold["train"] + fold["val"]) - set(trainable))
+        if unknown:
+            raise ConfigError(
+                f"{path}: fold {number} names {len(unknown)} case(s) not in the dataset or marked split: test"
+            )
+    return folds
 
 
 def prepare(config: RunConfig) -> Experiment:

@@ -309,8 +309,9 @@ def fit(config: RunConfig, resume: bool = False, on_step: StepCallback | None = 
     """Train as `config` says (the Python twin of ``medseg train``); return a summary of the run.
 
     The summary has ``epochs``, ``steps``, ``seconds``, ``best_mean_dice``, ``history``, ``folder`` and
-    ``model`` (the network as trained to the end; ``best.pt`` holds the best one). Torch's thread count
-    and deterministic-algorithms flag are set for the run and restored afterwards.
+    ``model`` (the network as trained to the end; ``best.pt`` holds the best validated one, or for fold
+    ``all`` the last epoch's). Torch's thread count and deterministic-algorithms flag are set for the
+    run and restored afterwards.
     """
     device = resolve_device(config.device)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()

@@ -106,6 +106,11 @@ def test_manifests_csv_and_json_with_splits_and_grid_check(tmp_path, datasets_di
     csv_path.write_text("\n".join(lines) + "\n")
     dataset = open_dataset(csv_path)
     assert dataset.ids == ["a", "b"] and [c["split"] for c in dataset.cases] == ["train", "val"]
+    csv_path.write_text("\n".join([*lines[:2], lines[2].replace(",val", ",Validation")]) + "\n")
+    assert [c["split"] for c in open_dataset(csv_path).cases] == ["train", "val"]
+    csv_path.write_text("\n".join([*lines[:2], lines[2].replace(",val", ",holdout")]) + "\n")
+    with pytest.raises(InputError, match=r"cases\.csv: row 2: split 'holdout' is not one of train, "):
+        open_dataset(csv_path)
 
     (tmp_path / "hip").symlink_to(hip)
     json_path = tmp_path / "cases.json"

@@ -14,6 +14,7 @@ from medseg.data.splits import (
     save_splits,
     splits_from_records,
     train_val_split,
+    trainable_ids,
 )
 from medseg.errors import ConfigError, InputError
 
@@ -66,8 +67,11 @@ def test_save_load_round_trip_and_validation(tmp_path, ids):
 def test_declared_splits_from_records():
     records = [
         {"id": "a", "split": "train"},
-        {"id": "b", "split": "validation"},
+        {"id": "b", "split": "val"},
         {"id": "c", "split": "test"},
+        {"id": "d"},
     ]
-    assert splits_from_records(records) == {"train": ["a"], "val": ["b"]}
-    assert splits_from_records([{"id": "a"}]) is None
+    # unmarked rows train; test rows neither train nor validate
+    assert splits_from_records(records) == {"train": ["a", "d"], "val": ["b"]}
+    assert trainable_ids(records) == ["a", "b", "d"]
+    assert splits_from_records([{"id": "a"}, {"id": "b", "split": "train"}]) is None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from train_fixtures import hippocampus_manifest, tiny_config
 
+from medseg.errors import ConfigError
 from medseg.training.config import AugmentationConfig, config_from_dict
 from medseg.training.experiment import prepare
 from medseg.training.patches import EpochLoader, EpochSampler, augmentations, training_dataset
@@ -101,3 +105,33 @@ def test_a_model_that_reads_its_own_tensors_while_building_is_prepared(datasets_
     )
     experiment = prepare(config_from_dict(config))
     assert experiment.model_config.name == "swin_unetr"
+
+
+def test_folds_keep_test_rows_out_and_refuse_empty_ones(datasets_dir, tmp_path):
+    """Rows marked ``split: test`` never reach k-fold cross-validation nor fold ``all``; a fold
+    without validation or training cases is refused by name instead of training blind."""
+    manifest = hippocampus_manifest(datasets_dir, tmp_path, train=6, val=0)
+    rows = json.loads(manifest.read_text())
+    rows["cases"][0]["split"] = "test"
+    manifest.write_text(json.dumps(rows))
+    kept_out = Path(rows["cases"][0]["image"]).name.split(".")[0]
+
+    def fold(run: str, **changes) -> dict:
+        return prepare(config_from_dict(tiny_config(manifest, tmp_path / run, **changes))).fold
+
+    folds = [fold("cv/fold_{fold}", fold=k, folds=5) for k in range(5)]
+    validated = sorted(i for f in folds for i in f["val"])
+    assert len(validated) == 5 and kept_out not in validated + folds[0]["train"]
+    assert kept_out not in fold("cv/fold_{fold}", fold="all")["train"]
+
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps([{"train": folds[0]["train"] + folds[0]["val"], "val": []}]))
+    with pytest.raises(ConfigError, match=r"splits\.json: fold 0 has no validation cases"):
+        fold("x", splits=str(splits))
+    splits.write_text(json.dumps([{"train": [kept_out], "val": folds[0]["val"]}]))
+    with pytest.raises(ConfigError, match=r"names 1 case\(s\) not in the dataset or marked split: test"):
+        fold("x", splits=str(splits))
+    rows["cases"] = [{**case, "split": "test"} for case in rows["cases"]]
+    manifest.write_text(json.dumps(rows))
+    with pytest.raises(ConfigError, match="fold all has no training cases"):
+        fold("y", fold="all")
