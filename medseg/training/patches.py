@@ -18,8 +18,11 @@ and the epoch number, and a resumed run draws exactly the patches the uninterrup
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +207,10 @@ def training_dataset(
     cache_dir: Path | None = None,
     progress: bool = False,
 ) -> Dataset:
-    """The training cases, preprocessed once (cache: memory, disk or none) and patched on the fly."""
+    """The training cases, preprocessed once (cache: memory, disk or none) and patched on the fly.
+
+    The disk cache lives in a subfolder of `cache_dir` named by `preprocessing_key`, so a rerun with
+    another plan or patch size never reads volumes preprocessed under the old one."""
     transform = Compose(
         [
             *cached_transforms(plan, patch_size).transforms,
@@ -214,8 +220,18 @@ def training_dataset(
     if cache == "memory":
         return CacheDataset(records, transform, num_workers=None, progress=progress, copy_cache=False)
     if cache == "disk":
-        return PersistentDataset(records, transform, cache_dir=cache_dir)
+        if cache_dir is None:
+            raise ValueError("cache='disk' needs a cache_dir")
+        return PersistentDataset(
+            records, transform, cache_dir=cache_dir / preprocessing_key(plan, patch_size)
+        )
     return Dataset(records, transform)
+
+
+def preprocessing_key(plan: Plan, patch_size: Sequence[int]) -> str:
+    """A short digest of what the cached preprocessing depends on: the plan and the patch size."""
+    settings = json.dumps([asdict(plan), [int(s) for s in patch_size]], sort_keys=True, default=str)
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
 def validation_dataset(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,13 @@ from train_fixtures import hippocampus_manifest, tiny_config
 from medseg.errors import ConfigError
 from medseg.training.config import AugmentationConfig, config_from_dict
 from medseg.training.experiment import prepare
-from medseg.training.patches import EpochLoader, EpochSampler, augmentations, training_dataset
+from medseg.training.patches import (
+    EpochLoader,
+    EpochSampler,
+    augmentations,
+    preprocessing_key,
+    training_dataset,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -50,6 +57,22 @@ def test_memory_disk_and_no_cache_give_the_same_patches_and_epochs_repeat(experi
                 expected["label"], got["label"]
             )
     assert not torch.equal(memory[0]["image"], other_epoch[0]["image"])
+    # another plan never reads this disk cache: each preprocessing has its own subfolder
+    coarser = dataclasses.replace(experiment.plan, target_spacing=[2.0, 2.0, 2.0])
+    assert preprocessing_key(coarser, experiment.patch_size) != preprocessing_key(
+        experiment.plan, experiment.patch_size
+    )
+    again = training_dataset(
+        experiment.train_records[:1],
+        coarser,
+        experiment.patch_size,
+        1 / 3,
+        AugmentationConfig(),
+        cache="disk",
+        cache_dir=tmp_path / "cache",
+    )
+    assert again[0][0]["image"].shape[1:] == tuple(experiment.patch_size)  # one patch per item
+    assert len(list((tmp_path / "cache").iterdir())) == 2
     labels = torch.cat([batch["label"] for batch in memory])
     assert set(labels.unique().tolist()) <= {0, 1, 2} and (labels > 0).any()
 
