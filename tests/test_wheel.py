@@ -87,6 +87,7 @@ def test_the_installed_command_lists_and_runs_the_shipped_bundles(fresh_env, dat
         "hippocampus_deeplab_3d",
         "hippocampus_mri_3d",
         "lgg_flair_2d",
+        "lgg_flair_fcn8s_2d",
         "lung_cxr_2d",
     ]
     case = datasets_dir / "msd_hippocampus" / "imagesTr" / CASE

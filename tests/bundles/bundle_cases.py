@@ -15,6 +15,7 @@ BUNDLE_NAMES = (
     "lung_cxr_2d",
     "abdomen_ct_3d",
     "lgg_flair_2d",
+    "lgg_flair_fcn8s_2d",
 )
 #: Real cases linked into the tiny datasets.
 HIPPOCAMPUS_CASES = ("hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006")
@@ -67,6 +68,12 @@ TINY = {
             "strides": [[1, 1], [2, 2], [2, 2], [2, 2]],
             "filters": [4, 8, 16, 16],
         },
+        "target_spacing": [4.0, 4.0, 1.0],
+        "patch_size": [64, 64, 1],
+    },
+    "lgg_flair_fcn8s_2d": {
+        **SHORT_RUN,
+        "model_options": {"depth": 18, "width": 4, "strides": [2, 1, 2, 2, 2]},
         "target_spacing": [4.0, 4.0, 1.0],
         "patch_size": [64, 64, 1],
     },

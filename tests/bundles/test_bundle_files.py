@@ -155,6 +155,8 @@ SHIPPED_QUALITY = [
     ("hippocampus_mri_3d", "msd_hippocampus", None, 0.75),
     ("hippocampus_deeplab_3d", "msd_hippocampus", None, 0.65),
     ("lung_cxr_2d", "cxr_lung_mc_shenzhen", "XRAY", 0.85),
+    ("lgg_flair_2d", "lgg_flair_mri", None, 0.7),
+    ("lgg_flair_fcn8s_2d", "lgg_flair_mri", None, 0.7),
 ]
 QUALITY_CASES = 2
 

@@ -251,10 +251,14 @@ def test_lung_cxr_bundle(cxr_tiny: Path, tmp_path: Path):
     assert mask.shape[:2] == (width, height) and set(np.unique(mask)) <= {0, 1}
 
 
-def test_lgg_tumour_bundle_trains_on_slices_and_segments_volumes(lgg_tiny: Path, tmp_path: Path):
+@pytest.mark.parametrize(("name", "network"), [("lgg_flair_2d", "dynunet"), ("lgg_flair_fcn8s_2d", "fcn8s")])
+def test_lgg_tumour_bundles_train_on_slices_and_segment_volumes(
+    name: str, network: str, lgg_tiny: Path, tmp_path: Path
+):
     image = lgg_tiny / "imagesTr" / f"{LGG_CASES[-1]}.nii.gz"
-    bundle, outputs = train_and_segment("lgg_flair_2d", lgg_tiny, image, tmp_path)
+    bundle, outputs = train_and_segment(name, lgg_tiny, image, tmp_path)
     state = load_checkpoint(bundle / "models" / "model.pt")
+    assert state["model"]["name"] == network
     assert state["model"]["slice_axis"] == 2 and state["plan"]["slice_axis"] == 2
     mask = assert_same_masks(outputs)
     assert mask.shape == nib.load(image).shape and set(np.unique(mask)) <= {0, 1}

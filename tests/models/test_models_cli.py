@@ -19,6 +19,7 @@ def test_models_json_lists_every_model_with_counts_of_real_builds(capsys):
         "hippocampus_deeplab_3d",
         "hippocampus_mri_3d",
         "lgg_flair_2d",
+        "lgg_flair_fcn8s_2d",
         "lung_cxr_2d",
     ]
     assert bundles["hippocampus_mri_3d"]["validation"]["val_mean_dice"] > 0.85
