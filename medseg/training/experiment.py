@@ -117,7 +117,8 @@ def plan_for(config: RunConfig, dataset: Dataset) -> Plan:
         if config.context_slices and plan.slice_axis is None:
             raise ConfigError(
                 f"context_slices {config.context_slices} needs a 2D network on slices of 3D volumes "
-                f"(dims 2); this plan's network is {plan.network_dims}D on {plan.dim}D data"
+                f"(plan with dims 2); {config.plan or 'this plan'} has a {plan.network_dims}D network "
+                f"on {plan.dim}D data"
             )
         plan = dataclasses.replace(plan, context_slices=config.context_slices)
     return plan

@@ -135,11 +135,16 @@ class Trainer:
         """Continue from ``last.pt``: weights, optimiser, scaler, RNG states, position and history."""
         state = load_checkpoint(self.folder / LAST, map_location=self.device)
         training = state["training"]
-        saved = training["config"]
+        saved, now = training["config"], self.config.to_dict()
         for key in RESUME_FIXED_KEYS:
-            if saved.get(key) != self.config.to_dict()[key]:
-                now = self.config.to_dict()[key]
-                raise ConfigError(f"cannot resume: {key} was {saved.get(key)!r}, the config now says {now!r}")
+            before, after = saved.get(key), now[key]
+            if key == "context_slices":  # None and 0 both mean one slice, no context
+                before, after = before or 0, after or 0
+            if before != after:
+                raise ConfigError(
+                    f"{self.folder / LAST}: cannot resume: {key} was {before!r}, "
+                    f"the config now says {after!r}"
+                )
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(training["optimizer"])
         self.scaler.load_state_dict(training["scaler"])

@@ -117,6 +117,11 @@ def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
 
     reference, full = run(tmp_path / "a")
     first, _ = run(tmp_path / "b", stop_at=4)
+    changed = tiny_config(manifest, tmp_path / "b", deterministic=True, val_interval=2, batch_size=3)
+    with pytest.raises(
+        ConfigError, match=r"b/last\.pt: cannot resume: batch_size was 2, the config now says 3"
+    ):
+        fit(config_from_dict(changed), resume=True)
     rest, resumed = run(tmp_path / "b", resume=True)
     assert len(reference) == 6 and len(first) == 4 and len(rest) == 2
     assert first + rest == reference  # bit-identical losses
