@@ -136,8 +136,19 @@ def _check_contents(state: dict[str, Any], path: Path) -> None:
 
 
 def checkpoint_plan(state: dict[str, Any], path: str | os.PathLike | None = None) -> Plan:
-    """The checked `Plan` a loaded checkpoint was trained with."""
-    return plan_from_dict(state["plan"], path)
+    """The checked `Plan` a loaded checkpoint was trained with; its network must be the one the plan
+    feeds (dimensions, slice axis, input channels), or slices and stacks would be cut wrongly."""
+    plan = plan_from_dict(state["plan"], path)
+    model = state["model"]
+    found = (int(model["spatial_dims"]), model.get("slice_axis"), int(model["in_channels"]))
+    expected = (plan.network_dims, plan.slice_axis, plan.network_in_channels)
+    if found != expected:
+        raise InputError(
+            path,
+            "its network (spatial_dims, slice_axis, input channels) is "
+            f"{found} but its plan gives {expected}",
+        )
+    return plan
 
 
 def model_from_checkpoint(state: dict[str, Any], path: str | os.PathLike | None = None) -> torch.nn.Module:

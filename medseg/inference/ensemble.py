@@ -254,13 +254,6 @@ def load_ensemble(sources: str | os.PathLike | Sequence[str | os.PathLike], devi
     paths = checkpoint_paths([sources] if isinstance(sources, (str, os.PathLike)) else sources)
     states = [load_checkpoint(path) for path in paths]
     plans = [checkpoint_plan(state, path) for state, path in zip(states, paths, strict=True)]
-    for path, state, plan in zip(paths, states, plans, strict=True):
-        if int(state["model"]["in_channels"]) != plan.network_in_channels:
-            raise InputError(
-                path,
-                f"its network takes {state['model']['in_channels']} input channel(s) but its plan gives "
-                f"{plan.network_in_channels}",
-            )
     first = states[0]
     for path, state, plan in zip(paths[1:], states[1:], plans[1:], strict=True):
         if plan != plans[0]:

@@ -113,8 +113,12 @@ def test_lgg_trains_on_slices_and_segments_its_volumes_on_their_own_grid(dataset
     torch.save(contradicting, tmp_path / "contradicting.pt")
     if context == 0:
         assert len(load_ensemble([tmp_path / "run" / "best.pt", tmp_path / "older.pt"]).networks) == 2
-    with pytest.raises(InputError, match=r"contradicting.pt: its network takes .* but its plan gives"):
+    with pytest.raises(InputError, match=r"contradicting.pt: its network \(spatial_dims, slice_axis, input"):
         load_ensemble(tmp_path / "contradicting.pt")
+    sliced_elsewhere = {**state, "model": {**state["model"], "slice_axis": 0}}
+    torch.save(sliced_elsewhere, tmp_path / "elsewhere.pt")
+    with pytest.raises(InputError, match=r"is \(2, 0, \d+\) but its plan gives \(2, 2, \d+\)"):
+        load_checkpoint(tmp_path / "elsewhere.pt")  # every loader checks it: bundles, fine-tuning
 
     source = root / "imagesTr" / names[2]
     segmenter = Segmenter.load(tmp_path / "run", device="cpu")
