@@ -81,10 +81,10 @@ def trainable_ids(records: Sequence[dict]) -> list[str]:
 def splits_from_records(records: Sequence[dict]) -> Fold | None:
     """The fold the records declare: ``split: val`` rows validate, every other trainable row (marked
     ``train`` or unmarked) trains; None if no row is marked ``val``."""
-    val = sorted(r["id"] for r in records if r.get("split") == "val")
+    val = {r["id"] for r in records if r.get("split") == "val"}
     if not val:
         return None
-    return {"train": [i for i in trainable_ids(records) if i not in set(val)], "val": val}
+    return {"train": [i for i in trainable_ids(records) if i not in val], "val": sorted(val)}
 
 
 def _validate(folds: object, where: Path | None) -> list[Fold]:
