@@ -33,6 +33,24 @@ class PostProcessing:
     def active(self) -> bool:
         return bool(self.largest_component) or self.min_volume_ml > 0 or bool(self.fill_holes)
 
+    def notes(self, class_names: Mapping[int, str]) -> list[str]:
+        """One sentence per active rule, for the reader of a report: what it did to the model's mask."""
+
+        def named(values: Collection[int]) -> str:
+            return ", ".join(class_names.get(value, str(value)) for value in sorted(values))
+
+        notes = []
+        if self.largest_component:
+            notes.append(
+                f"Post-processing kept only the largest connected region of {named(self.largest_component)}: "
+                "its lesion count is at most 1 and any smaller separate lesion was removed."
+            )
+        if self.min_volume_ml > 0:
+            notes.append(f"Post-processing removed regions smaller than {self.min_volume_ml:g} ml.")
+        if self.fill_holes:
+            notes.append(f"Post-processing filled holes in {named(self.fill_holes)}.")
+        return notes
+
 
 def class_values(requested: Sequence[str | int] | None, class_names: Mapping[int, str]) -> frozenset[int]:
     """Label values of the classes `requested` by name or value; None: no class; empty: every class."""

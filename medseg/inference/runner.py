@@ -262,6 +262,7 @@ def segment_job(job: Job, segmenter: Segmenter, options: RunOptions, out: Path) 
             job.label, f"out of domain: {'; '.join(domain.reasons)} (--force-domain runs it)"
         )
     notes = [f"Input check: {domain.summary()}."] if domain.reasons else []
+    notes += segmenter.postprocessing.notes(segmenter.class_names)
     uncertainty = None
     if options.uncertainty:
         labels, uncertainty = segmenter.predict_with_uncertainty(image, options.progress)

@@ -83,6 +83,9 @@ def test_predict_reads_paths_applies_post_processing_and_writes_through_the_api(
     cleaned = Segmenter.load(checkpoint, "cpu", precision="fp32", largest_component=["bright lesion"])
     kept = cleaned.predict(image)
     assert kept.array[10, 10, 8] == 1 and kept.array[30, 30, 15] == 0
+    assert plain.postprocessing.notes(plain.class_names) == []
+    [note] = cleaned.postprocessing.notes(cleaned.class_names)  # shown in report.html and result.json
+    assert note.startswith("Post-processing kept only the largest connected region of bright lesion")
     write_image(kept, tmp_path / "mask.nii.gz")
     np.testing.assert_array_equal(read_image(tmp_path / "mask.nii.gz", LabelMap).array, kept.array)
 
