@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 TRAIN_CONFIG = "train.json"
 #: Config keys every bundle's train.json defines.
 TRAINING_KEY, MODEL_FILE_KEY, DATASET_KEY, ROOT_KEY = "training", "model_file", "dataset_dir", "bundle_root"
+#: Training keys that change the network itself: ``network_def`` (train.json, inference.json) is built from
+#: the bundle's own keys, so the command line may not change these, or the published weights would not be
+#: the network the bundle describes.
+NETWORK_KEYS = ("model", "model_options", "dims", "context_slices")
 
 
 def read_config(
@@ -84,13 +88,22 @@ def training_config(
     """The checked `RunConfig` of a bundle's train.json and the path its best checkpoint is published to.
 
     `overrides` are `RunConfig` keys (as ``medseg train --set`` gives them), applied after the bundle's
-    expressions are evaluated. A bundle medseg did not ship needs `trusted`.
+    expressions are evaluated; they may not change the network (`NETWORK_KEYS`). A bundle medseg did not
+    ship needs `trusted`.
     """
     parser = read_config(bundle, trusted=trusted, **{DATASET_KEY: dataset_dir})
     for key in (TRAINING_KEY, MODEL_FILE_KEY):
         if key not in parser:
             raise ConfigError(f"{bundle}/{CONFIGS_DIR}/{TRAIN_CONFIG} has no {key!r} key")
-    raw = {**parser.get_parsed_content(TRAINING_KEY), **(overrides or {})}
+    bundled = parser.get_parsed_content(TRAINING_KEY)
+    changed = [key for key in NETWORK_KEYS if key in (overrides or {}) and overrides[key] != bundled.get(key)]
+    if changed:
+        raise ConfigError(
+            f"{bundle}: {', '.join(changed)} would change the network, and the bundle's network_def would no "
+            f"longer describe the weights it publishes; edit them in {CONFIGS_DIR}/{TRAIN_CONFIG} and "
+            "inference.json instead, or train a CONFIG file"
+        )
+    raw = {**bundled, **(overrides or {})}
     config = config_from_dict(raw, where=f"{bundle}/{CONFIGS_DIR}/{TRAIN_CONFIG}#{TRAINING_KEY}")
     return config, Path(parser.get_parsed_content(MODEL_FILE_KEY))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,44 +45,46 @@ SHORT_RUN = {
 }
 TINY_UNET = {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 0}
 TINY_DYNUNET = {"kernel_size": [3, 3, 3, 3], "strides": [1, 2, 2, 2], "filters": [4, 8, 8, 16]}
-#: Per bundle: RunConfig overrides that keep the network and patches tiny.
-TINY = {
-    "hippocampus_mri_3d": {**SHORT_RUN, "model_options": TINY_DYNUNET, "patch_size": [24, 32, 24]},
+#: Per bundle: a tiny network, written into the copy's own configs (`copy_bundle`), so that its
+#: ``network_def`` describes the weights it publishes.
+TINY_NETWORKS = {
+    "hippocampus_mri_3d": TINY_DYNUNET,
     "hippocampus_deeplab_3d": {
-        **SHORT_RUN,
-        "model_options": {
-            "depth": 18,
-            "width": 4,
-            "aspp_channels": 8,
-            "strides": [2, 1, 2, 1, 1],
-            "output_stride": 8,
-            "atrous_rates": [2, 4, 6],
-        },
-        "patch_size": [24, 32, 24],
+        "depth": 18,
+        "width": 4,
+        "aspp_channels": 8,
+        "strides": [2, 1, 2, 1, 1],
+        "output_stride": 8,
+        "atrous_rates": [2, 4, 6],
     },
-    "lung_cxr_2d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [128, 128]},
-    "abdomen_ct_3d": {**SHORT_RUN, "model_options": TINY_UNET, "patch_size": [32, 32, 16]},
+    "lung_cxr_2d": TINY_UNET,
+    "abdomen_ct_3d": TINY_UNET,
     "lgg_flair_2d": {
-        **SHORT_RUN,
-        "model_options": {
-            "kernel_size": [3, 3, 3, 3],
-            "strides": [[1, 1], [2, 2], [2, 2], [2, 2]],
-            "filters": [4, 8, 16, 16],
-        },
-        "target_spacing": [4.0, 4.0, 1.0],
-        "patch_size": [64, 64, 1],
+        "kernel_size": [3, 3, 3, 3],
+        "strides": [[1, 1], [2, 2], [2, 2], [2, 2]],
+        "filters": [4, 8, 16, 16],
     },
-    "lgg_flair_fcn8s_2d": {
-        **SHORT_RUN,
-        "model_options": {"depth": 18, "width": 4, "strides": [2, 1, 2, 2, 2]},
-        "target_spacing": [4.0, 4.0, 1.0],
-        "patch_size": [64, 64, 1],
-    },
+    "lgg_flair_fcn8s_2d": {"depth": 18, "width": 4, "strides": [2, 1, 2, 2, 2]},
+}
+#: Per bundle: RunConfig overrides that keep the run and its patches small.
+TINY = {
+    "hippocampus_mri_3d": {**SHORT_RUN, "patch_size": [24, 32, 24]},
+    "hippocampus_deeplab_3d": {**SHORT_RUN, "patch_size": [24, 32, 24]},
+    "lung_cxr_2d": {**SHORT_RUN, "patch_size": [128, 128]},
+    "abdomen_ct_3d": {**SHORT_RUN, "patch_size": [32, 32, 16]},
+    "lgg_flair_2d": {**SHORT_RUN, "target_spacing": [4.0, 4.0, 1.0], "patch_size": [64, 64, 1]},
+    "lgg_flair_fcn8s_2d": {**SHORT_RUN, "target_spacing": [4.0, 4.0, 1.0], "patch_size": [64, 64, 1]},
 }
 
 
 def copy_bundle(name: str, destination: Path) -> Path:
-    """A copy of bundle `name` without its weights and runs, to train into."""
+    """A copy of bundle `name` without its weights and runs, to train into, with its network made tiny
+    (`TINY_NETWORKS`) in train.json and inference.json alike."""
     target = destination / name
     shutil.copytree(BUNDLES_DIR / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval"))
+    for config in ("train.json", "inference.json"):
+        path = target / "configs" / config
+        content = json.loads(path.read_text())
+        content["model_options"] = TINY_NETWORKS[name]
+        path.write_text(json.dumps(content, indent=4) + "\n")
     return target

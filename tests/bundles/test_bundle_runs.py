@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, LGG_CASES, PHANTOM, TINY, copy_bundle
+from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, LGG_CASES, PHANTOM, TINY, TINY_NETWORKS, copy_bundle
+from monai.bundle import ConfigParser
 from monai.bundle import run as monai_run
 from PIL import Image as PILImage
 
@@ -40,6 +41,16 @@ def monai_overrides(name: str) -> dict:
 def medseg_sets(name: str) -> list[str]:
     """The same overrides as ``medseg train --set KEY=VALUE`` arguments (JSON is YAML)."""
     return [item for key, value in TINY[name].items() for item in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def assert_network_def_loads(bundle: Path) -> None:
+    """The published weights load strictly into the network the bundle's inference.json builds (as
+    MONAI's own tools would build it)."""
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle)
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(load_checkpoint(bundle / "models" / "model.pt")["state_dict"], strict=True)
 
 
 def monai_cli(*args: str) -> None:
@@ -104,10 +115,11 @@ def test_both_entry_points_train_the_same_model(hippocampus_bundles, hippocampus
     state = load_checkpoint(published[0])
     assert state["training"]["config"]["dataset"] == str(hippocampus_tiny)
     assert state["training"]["step"] == TINY["hippocampus_mri_3d"]["steps_per_epoch"]
-    assert state["model"]["options"] == TINY["hippocampus_mri_3d"]["model_options"]
+    assert state["model"]["options"] == TINY_NETWORKS["hippocampus_mri_3d"]
     assert state["class_names"] == {0: "background", 1: "Anterior", 2: "Posterior"}
     # Deterministic mode and one implementation: the two commands give bit-identical weights.
     assert same_weights(*published)
+    assert_network_def_loads(by_medseg)
     validations = [
         json.loads((b / "runs" / "fold_0" / "validation.json").read_text()) for b in (by_monai, by_medseg)
     ]
@@ -163,6 +175,11 @@ def test_train_bundle_errors_are_one_line(hippocampus_tiny: Path, tmp_path: Path
     assert str(missing) in capsys.readouterr().err
     assert medseg_main([*trusted, "--set", "epoch=1", "--check"]) != 0
     assert "did you mean 'epochs'" in capsys.readouterr().err
+    # The network is the bundle's: weights trained on another would not be the ones network_def builds.
+    assert medseg_main([*trusted, "--set", "model_options={filters: [8, 16]}", "--check"]) != 0
+    assert "model_options would change the network" in capsys.readouterr().err
+    assert medseg_main([*trusted, "--context-slices", "1", "--check"]) != 0
+    assert "context_slices would change the network" in capsys.readouterr().err
     assert medseg_main(["train", "--trust-bundle", "--bundle", str(tmp_path)]) != 0
     assert "configs/train.json" in capsys.readouterr().err
     assert medseg_main(["train", str(bundle / "configs" / "train.json"), "--bundle", str(bundle)]) != 0
@@ -209,6 +226,7 @@ def train_and_segment(name: str, dataset: Path, image: Path, root: Path) -> tupl
     )
     medseg_cli("train", "--trust-bundle", "--bundle", bundle, "--dataset_dir", dataset, *medseg_sets(name))
     assert same_weights(by_monai / "models" / "model.pt", bundle / "models" / "model.pt")
+    assert_network_def_loads(bundle)
     monai_run(
         config_file=str(bundle / "configs" / "inference.json"),
         bundle_root=str(bundle),
