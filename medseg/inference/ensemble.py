@@ -19,6 +19,7 @@ mean softmax on the same grid.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from medseg.inference.sliding_window import (
     segment_scores,
     segment_with_uncertainty,
 )
-from medseg.inference.tta_zoom import zoomed_scores
+from medseg.inference.tta_zoom import zoomed_scores, zoomed_shape
 from medseg.io.image import LabelMap, ScalarImage
 from medseg.runtime.precision import DTYPES
 
@@ -162,7 +163,7 @@ class Ensemble:
         interpolator = self._score_interpolator(tensor, image)
         del tensor
         zooming = len(settings.zooms) > 1
-        largest_copy = voxels[0].numel() * max(settings.zooms) ** (voxels.ndim - 1)
+        largest_copy = math.prod(zoomed_shape(voxels.shape[1:], max(settings.zooms), settings.roi_size))
         if zooming and self.num_classes * largest_copy > ZOOMED_SCORE_VOXELS:
             raise InputError(
                 source,

@@ -8,7 +8,8 @@ networks a second and third look at every border. On the 44 validation radiograp
 lung bundle's two members went from Dice 0.9697 to 0.9701 with zooms 0.9, 0.95, 1.05 and 1.1
 (docs/benchmarks.md).
 
-Each factor costs a full sliding-window pass over an image of factor² (factor³ in 3D) the size, and
+Each factor costs a full sliding-window pass over an image of factor² (factor³ in 3D; slices are not
+zoomed along the axis a 2D network steps through) the size, and
 the averaged scores of every class are held in memory, so zooming is for images of moderate size.
 """
 
@@ -31,9 +32,16 @@ def resize(volume: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return torch.nn.functional.interpolate(volume[None].float(), size=tuple(size), mode=mode)[0]
 
 
-def zoomed_shape(shape: Sequence[int], factor: float) -> tuple[int, ...]:
-    """The spatial shape of an image of `shape` magnified by `factor` (at least one voxel per axis)."""
-    return tuple(max(1, round(size * factor)) for size in shape)
+def zoomed_shape(shape: Sequence[int], factor: float, window: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The spatial shape of an image of `shape` magnified by `factor` (at least one voxel per axis).
+
+    Axes along which the `window` is one voxel deep (the slice axis of a 2D network run on 3D volumes)
+    keep their size: their slices are segmented one by one, and zooming would interpolate new ones.
+    """
+    window = window or (0,) * len(shape)
+    return tuple(
+        size if deep == 1 else max(1, round(size * factor)) for size, deep in zip(shape, window, strict=True)
+    )
 
 
 @torch.no_grad()
@@ -51,7 +59,7 @@ def zoomed_scores(
     total: torch.Tensor | None = None
     entropy_total: torch.Tensor | None = None
     for factor in settings.zooms:
-        shape = zoomed_shape(spatial, factor)
+        shape = zoomed_shape(spatial, factor, settings.roi_size)
         copy = image if shape == spatial else resize(image, shape).to(image.dtype)
         scores, entropy = segment_scores(networks, copy, settings, progress, uncertainty)
         del copy

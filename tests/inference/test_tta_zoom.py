@@ -16,6 +16,7 @@ from medseg.inference.ensemble import load_ensemble
 from medseg.inference.sliding_window import WindowSettings, segment_scores
 from medseg.inference.tta_zoom import resize, zoomed_scores, zoomed_shape
 from medseg.io.image import ScalarImage
+from medseg.models.slicewise import SliceWise
 
 
 def test_settings_always_hold_the_unzoomed_pass_and_refuse_extreme_factors():
@@ -35,6 +36,31 @@ def test_zoomed_copies_resize_back_onto_the_same_voxels():
         back = resize(resize(field, zoomed_shape((60, 44), factor)), (60, 44))
         torch.testing.assert_close(back[:, 3:-3, 3:-3], field[:, 3:-3, 3:-3], atol=1e-3, rtol=0)
     assert zoomed_shape((60, 44), 0.9) == (54, 40) and zoomed_shape((3, 1), 0.1) == (1, 1)
+
+
+def test_slices_of_a_2d_network_on_volumes_are_zoomed_in_plane_only(monkeypatch):
+    """A 2D network run slice by slice (windows one voxel deep along the slice axis): each zoomed copy
+    keeps the volume's slices, so no slice is interpolated between two real ones, and the scores of a
+    voxel-wise network on a ramp that differs from slice to slice stay its unzoomed scores."""
+    options = {"channels": [2, 2], "strides": [1], "num_res_units": 0, "norm": "batch"}
+    network = SliceWise(threshold_network(ModelConfig("unet", 2, 1, 2, options), 0.2), slice_axis=2)
+    rows, cols, slices = torch.meshgrid(
+        torch.arange(40.0), torch.arange(30.0), torch.arange(5.0), indexing="ij"
+    )
+    image = ((rows - 20) / 15 + (cols - 15) / 20 + (slices - 2) * 0.7)[None]
+    settings = dict(network_dims=2, precision="fp32", accumulate="fp32")
+    shapes: list[tuple[int, ...]] = []
+
+    def recorded(networks, volume, *args, **kwargs):
+        shapes.append(tuple(volume.shape[1:]))
+        return segment_scores(networks, volume, *args, **kwargs)
+
+    monkeypatch.setattr(tta_zoom, "segment_scores", recorded)
+    scores, _ = zoomed_scores([network], image, WindowSettings((16, 16, 1), zooms=(1.2,), **settings))
+    assert shapes == [(40, 30, 5), (48, 36, 5)]
+    reference, _ = segment_scores([network], image, WindowSettings((16, 16, 1), **settings))
+    error = (scores - reference.float())[:, 3:-3, 3:-3].abs().max().item() / GAIN
+    assert error < 2e-3, error  # interpolating across slices would be off by up to 0.35
 
 
 def test_zoomed_scores_of_a_voxel_wise_network_on_a_ramp_are_its_scores():
