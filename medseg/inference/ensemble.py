@@ -95,6 +95,7 @@ class Ensemble:
             "batch_size": SW_BATCH_SIZE,
             "mirror_axes": self.plan.mirroring if tta else (),
             "network_dims": self.plan.network_dims,
+            "slice_axis": self.plan.slice_axis,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return WindowSettings(**values)
@@ -163,8 +164,8 @@ class Ensemble:
         interpolator = self._score_interpolator(tensor, image)
         del tensor
         zooming = len(settings.zooms) > 1
-        largest_copy = math.prod(zoomed_shape(voxels.shape[1:], max(settings.zooms), settings.roi_size))
-        if zooming and self.num_classes * largest_copy > ZOOMED_SCORE_VOXELS:
+        largest = zoomed_shape(voxels.shape[1:], max(settings.zooms), settings.slice_axis) if zooming else ()
+        if zooming and self.num_classes * math.prod(largest) > ZOOMED_SCORE_VOXELS:
             raise InputError(
                 source,
                 f"{tuple(voxels.shape[1:])} voxels and {self.num_classes} classes are too many for "

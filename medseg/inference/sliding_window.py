@@ -67,6 +67,9 @@ class WindowSettings:
     #: Rank of the networks' convolutions where it differs from the windows' (2 for a 2D network run on
     #: 3D windows slice by slice, `medseg.models.slicewise`); None: the windows' rank.
     network_dims: int | None = None
+    #: The spatial axis a 2D network steps through on 3D volumes (the plan's `slice_axis`): test-time
+    #: zooms leave it alone. None: every axis is zoomed.
+    slice_axis: int | None = None
     device: str = "cpu"
     #: Run the networks through `torch.compile` (inductor): a 3D U-Net's forward pass was 1.6× faster on
     #: a 2-core CPU, after 3-17 s of compiling once per process. A volume's short last batch is then

@@ -32,15 +32,14 @@ def resize(volume: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return torch.nn.functional.interpolate(volume[None].float(), size=tuple(size), mode=mode)[0]
 
 
-def zoomed_shape(shape: Sequence[int], factor: float, window: Sequence[int] | None = None) -> tuple[int, ...]:
+def zoomed_shape(shape: Sequence[int], factor: float, slice_axis: int | None = None) -> tuple[int, ...]:
     """The spatial shape of an image of `shape` magnified by `factor` (at least one voxel per axis).
 
-    Axes along which the `window` is one voxel deep (the slice axis of a 2D network run on 3D volumes)
-    keep their size: their slices are segmented one by one, and zooming would interpolate new ones.
+    `slice_axis` (that of a 2D network run on 3D volumes) keeps its size: its slices are segmented one
+    by one, and zooming would interpolate new ones between them.
     """
-    window = window or (0,) * len(shape)
     return tuple(
-        size if deep == 1 else max(1, round(size * factor)) for size, deep in zip(shape, window, strict=True)
+        size if axis == slice_axis else max(1, round(size * factor)) for axis, size in enumerate(shape)
     )
 
 
@@ -59,7 +58,7 @@ def zoomed_scores(
     total: torch.Tensor | None = None
     entropy_total: torch.Tensor | None = None
     for factor in settings.zooms:
-        shape = zoomed_shape(spatial, factor, settings.roi_size)
+        shape = zoomed_shape(spatial, factor, settings.slice_axis)
         copy = image if shape == spatial else resize(image, shape).to(image.dtype)
         scores, entropy = segment_scores(networks, copy, settings, progress, uncertainty)
         del copy

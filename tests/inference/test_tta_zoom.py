@@ -8,6 +8,7 @@ import torch
 from infer_models import GAIN, THRESHOLD_HU, save_threshold_checkpoint, threshold_network
 from scipy import ndimage
 
+from medseg.bundles import SHIPPED_DIR
 from medseg.checkpoint import ModelConfig
 from medseg.errors import ConfigError, InputError
 from medseg.inference import ensemble as inference
@@ -39,7 +40,7 @@ def test_zoomed_copies_resize_back_onto_the_same_voxels():
 
 
 def test_slices_of_a_2d_network_on_volumes_are_zoomed_in_plane_only(monkeypatch):
-    """A 2D network run slice by slice (windows one voxel deep along the slice axis): each zoomed copy
+    """A 2D network run slice by slice (windows one or more slices deep): each zoomed copy
     keeps the volume's slices, so no slice is interpolated between two real ones, and the scores of a
     voxel-wise network on a ramp that differs from slice to slice stay its unzoomed scores."""
     options = {"channels": [2, 2], "strides": [1], "num_res_units": 0, "norm": "batch"}
@@ -48,7 +49,7 @@ def test_slices_of_a_2d_network_on_volumes_are_zoomed_in_plane_only(monkeypatch)
         torch.arange(40.0), torch.arange(30.0), torch.arange(5.0), indexing="ij"
     )
     image = ((rows - 20) / 15 + (cols - 15) / 20 + (slices - 2) * 0.7)[None]
-    settings = dict(network_dims=2, precision="fp32", accumulate="fp32")
+    settings = dict(network_dims=2, slice_axis=2, precision="fp32", accumulate="fp32")
     shapes: list[tuple[int, ...]] = []
 
     def recorded(networks, volume, *args, **kwargs):
@@ -58,6 +59,8 @@ def test_slices_of_a_2d_network_on_volumes_are_zoomed_in_plane_only(monkeypatch)
     monkeypatch.setattr(tta_zoom, "segment_scores", recorded)
     scores, _ = zoomed_scores([network], image, WindowSettings((16, 16, 1), zooms=(1.2,), **settings))
     assert shapes == [(40, 30, 5), (48, 36, 5)]
+    zoomed_scores([network], image, WindowSettings((16, 16, 3), zooms=(1.2,), **settings))
+    assert shapes[2:] == [(40, 30, 5), (48, 36, 5)]
     reference, _ = segment_scores([network], image, WindowSettings((16, 16, 1), **settings))
     error = (scores - reference.float())[:, 3:-3, 3:-3].abs().max().item() / GAIN
     assert error < 2e-3, error  # interpolating across slices would be off by up to 0.35
@@ -108,3 +111,12 @@ def test_ensembles_zoom_every_image_and_refuse_images_too_large_for_it(tmp_path,
     monkeypatch.setattr(inference, "ZOOMED_SCORE_VOXELS", 2 * array.size)
     with pytest.raises(InputError, match=r"case\.nii\.gz.*too many for test-time zooms"):
         ensemble.predict(image, settings)
+
+
+def test_a_slice_model_zooms_its_slices_in_plane():
+    """The tumour bundle's 2D network steps through axis 2 of its volumes: its window settings say so,
+    so zooms keep that axis (and the memory check sizes the copies the same way)."""
+    ensemble = load_ensemble([SHIPPED_DIR / "lgg_flair_2d" / "models" / "model.pt"])
+    settings = ensemble.settings(zooms=(1.1,))
+    assert settings.slice_axis == ensemble.plan.slice_axis == 2
+    assert zoomed_shape((256, 256, 30), 1.1, settings.slice_axis) == (282, 282, 30)
