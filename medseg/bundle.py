@@ -44,10 +44,7 @@ log = logging.getLogger(__name__)
 TRAIN_CONFIG = "train.json"
 #: Config keys every bundle's train.json defines.
 TRAINING_KEY, MODEL_FILE_KEY, DATASET_KEY, ROOT_KEY = "training", "model_file", "dataset_dir", "bundle_root"
-#: Training keys that change the network itself: ``network_def`` (train.json, inference.json) is built from
-#: the bundle's own keys, so the command line may not change these, or the published weights would not be
-#: the network the bundle describes.
-NETWORK_KEYS = ("model", "model_options", "dims", "context_slices")
+NETWORK_KEY = "network_def"
 
 
 def read_config(
@@ -84,28 +81,20 @@ def training_config(
     dataset_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
     trusted: bool = False,
-) -> tuple[RunConfig, Path]:
+) -> tuple[RunConfig, Path, torch.nn.Module]:
     """The checked `RunConfig` of a bundle's train.json and the path its best checkpoint is published to.
 
     `overrides` are `RunConfig` keys (as ``medseg train --set`` gives them), applied after the bundle's
-    expressions are evaluated; they may not change the network (`NETWORK_KEYS`). A bundle medseg did not
-    ship needs `trusted`.
+    expressions are evaluated. A bundle medseg did not ship needs `trusted`. Also returns the network
+    ``network_def`` builds, which training checks its own against (`run_training`).
     """
     parser = read_config(bundle, trusted=trusted, **{DATASET_KEY: dataset_dir})
-    for key in (TRAINING_KEY, MODEL_FILE_KEY):
+    for key in (TRAINING_KEY, MODEL_FILE_KEY, NETWORK_KEY):
         if key not in parser:
             raise ConfigError(f"{bundle}/{CONFIGS_DIR}/{TRAIN_CONFIG} has no {key!r} key")
-    bundled = parser.get_parsed_content(TRAINING_KEY)
-    changed = [key for key in NETWORK_KEYS if key in (overrides or {}) and overrides[key] != bundled.get(key)]
-    if changed:
-        raise ConfigError(
-            f"{bundle}: {', '.join(changed)} would change the network, and the bundle's network_def would no "
-            f"longer describe the weights it publishes; edit them in {CONFIGS_DIR}/{TRAIN_CONFIG} and "
-            "inference.json instead, or train a CONFIG file"
-        )
-    raw = {**bundled, **(overrides or {})}
+    raw = {**parser.get_parsed_content(TRAINING_KEY), **(overrides or {})}
     config = config_from_dict(raw, where=f"{bundle}/{CONFIGS_DIR}/{TRAIN_CONFIG}#{TRAINING_KEY}")
-    return config, Path(parser.get_parsed_content(MODEL_FILE_KEY))
+    return config, Path(parser.get_parsed_content(MODEL_FILE_KEY)), parser.get_parsed_content(NETWORK_KEY)
 
 
 def build_network(
@@ -143,20 +132,26 @@ def publish(checkpoint: str | os.PathLike, model_file: str | os.PathLike) -> Pat
     return model_file
 
 
-def run_training(config: RunConfig, model_file: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
+def run_training(
+    config: RunConfig, model_file: str | os.PathLike, network: torch.nn.Module, resume: bool = False
+) -> dict[str, Any]:
     """Train as `config` says (`medseg.training.trainer.fit`) and publish ``best.pt`` to `model_file`.
 
-    Under torchrun only rank 0 publishes. Returns fit's summary with ``model_file`` added.
+    `network` is the bundle's ``network_def``: a run that would train another network (other options,
+    dimensions, channels or classes, however they were set) is refused before it starts, so that the
+    published weights load into it. Under torchrun only rank 0 publishes. Returns fit's summary with
+    ``model_file`` added.
     """
-    summary = fit(config, resume=resume)
+    summary = fit(config, resume=resume, network=network)
     if int(os.environ.get("RANK", 0)) == 0:
         publish(config.output_dir / BEST, model_file)
     return {**summary, "model_file": str(model_file)}
 
 
-def train(training: dict[str, Any], model_file: str) -> dict[str, Any]:
-    """The ``run`` step of a bundle's train.json: `run_training` on the ``training`` mapping."""
-    return run_training(config_from_dict(dict(training), where=TRAINING_KEY), model_file)
+def train(training: dict[str, Any], model_file: str, network: torch.nn.Module) -> dict[str, Any]:
+    """The ``run`` step of a bundle's train.json: `run_training` on the ``training`` mapping, checked
+    against `network` (``network_def``)."""
+    return run_training(config_from_dict(dict(training), where=TRAINING_KEY), model_file, network)
 
 
 def infer(

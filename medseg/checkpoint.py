@@ -27,7 +27,7 @@ import torch
 
 import medseg
 from medseg.data.planner import Plan, plan_from_dict
-from medseg.errors import InputError, MedsegError
+from medseg.errors import ConfigError, InputError, MedsegError
 from medseg.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "medseg-checkpoint-1"
@@ -164,6 +164,42 @@ def model_from_checkpoint(state: dict[str, Any], path: str | os.PathLike | None 
         reason = str(error).strip().splitlines()[0]
         raise InputError(path, f"weights do not fit the network it describes ({reason})") from None
     return model.eval()
+
+
+def network_mismatch(trained: torch.nn.Module, target: torch.nn.Module) -> str | None:
+    """Why the weights of `trained` would not be those of `target` (other classes, slice axis, parameter
+    names or shapes), or None when they would: a bundle's ``network_def`` must build the network a run
+    trains."""
+    if describe_network(trained) != describe_network(target):
+        return f"{describe_network(trained)} against {describe_network(target)}"
+    ours, theirs = trained.state_dict(), target.state_dict()
+    for key in sorted(ours.keys() | theirs.keys()):
+        here = tuple(ours[key].shape) if key in ours else "absent"
+        there = tuple(theirs[key].shape) if key in theirs else "absent"
+        if here != there:
+            return f"weight {key} is {here} against {there}"
+    return None
+
+
+def require_network(trained: ModelConfig, network: torch.nn.Module | None) -> None:
+    """Refuse (`ConfigError`) to train `trained` for weights that go into `network` (a bundle's
+    ``network_def``) when they would not load into it; None checks nothing."""
+    if network is not None and (mismatch := network_mismatch(trained.build(), network)):
+        raise ConfigError(
+            f"this run would train another network than the bundle's network_def ({mismatch}); change the "
+            "network in the bundle's configs (train.json and inference.json), not for the run"
+        )
+
+
+def describe_network(network: torch.nn.Module) -> str:
+    """The network's classes, wrappers first (their ``network`` attribute), with any slice axis."""
+    names = []
+    while network is not None:
+        axis = getattr(network, "slice_axis", None)
+        names.append(type(network).__name__ + ("" if axis is None else f"[slice axis {axis}]"))
+        inner = getattr(network, "network", None)
+        network = inner if isinstance(inner, torch.nn.Module) else None
+    return " > ".join(names)
 
 
 def checkpoint_paths(sources: Sequence[str | os.PathLike]) -> list[Path]:

@@ -165,6 +165,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medseg.checkpoint import require_network
     from medseg.training.config import config_from_dict, load_config
     from medseg.training.experiment import prepare
     from medseg.training.trainer import fit
@@ -173,11 +174,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a CONFIG file or --bundle DIR")
     if args.dataset_dir and args.bundle is None:
         raise ConfigError("--dataset_dir applies to --bundle; a CONFIG file sets 'dataset'")
-    model_file = None
+    model_file, network = None, None
     if args.bundle is not None:
         from medseg.bundle import training_config
 
-        config, model_file = training_config(
+        config, model_file, network = training_config(
             args.bundle, args.dataset_dir, overrides_from(args), trusted=args.trust_bundle
         )
     elif is_config_file(args.config):
@@ -188,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_dict({"dataset": str(args.config), **overrides_from(args)}, where="command line")
     if args.check:
         experiment = prepare(config)
+        require_network(experiment.model_config, network)
         slice_axis = experiment.model_config.slice_axis
         slices = "" if slice_axis is None else f" on slices along axis {slice_axis}"
         if experiment.plan.context_slices:
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if model_file is not None:
         from medseg.bundle import run_training
 
-        summary = run_training(config, model_file, resume=args.resume)
+        summary = run_training(config, model_file, network, resume=args.resume)
         print(f"published the best checkpoint to {model_file}")
     else:
         summary = fit(config, resume=args.resume)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from medseg.checkpoint import BEST, LAST, load_checkpoint, require_network, save_checkpoint
 from medseg.data.planner import save_plan
 from medseg.errors import ConfigError
 from medseg.runtime import distributed
@@ -310,8 +310,16 @@ class Trainer:
         }
 
 
-def fit(config: RunConfig, resume: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
+def fit(
+    config: RunConfig,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    network: torch.nn.Module | None = None,
+) -> dict[str, Any]:
     """Train as `config` says (the Python twin of ``medseg train``); return a summary of the run.
+
+    `network`: the network the weights will be loaded into (a bundle's ``network_def``); a run that
+    would train another one is refused before it starts.
 
     The summary has ``epochs``, ``steps``, ``seconds``, ``best_mean_dice``, ``history``, ``folder`` and
     ``model`` (the network as trained to the end; ``best.pt`` holds the best validated one, or for fold
@@ -326,6 +334,7 @@ def fit(config: RunConfig, resume: bool = False, on_step: StepCallback | None = 
     try:
         device = distributed.device_for(context, device)
         experiment = prepare(config)
+        require_network(experiment.model_config, network)
         seed_everything(config.seed + context.rank, config.deterministic)
         trainer = Trainer(experiment, context, device)
         if context.is_main:

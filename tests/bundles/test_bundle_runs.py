@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+import yaml
 from bundle_cases import CXR_CASES, HIPPOCAMPUS_CASES, LGG_CASES, PHANTOM, TINY, TINY_NETWORKS, copy_bundle
 from monai.bundle import ConfigParser
 from monai.bundle import run as monai_run
@@ -25,6 +26,7 @@ from medseg.cli.main import main as medseg_main
 from medseg.data.datasets import open_dataset
 from medseg.data.loading import load_case
 from medseg.data.phantom import PHANTOM_LABELS, write_phantom_dataset
+from medseg.errors import ConfigError
 
 #: MONAI warns that configs run code each time one is parsed: these are the repository's own.
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
@@ -175,11 +177,29 @@ def test_train_bundle_errors_are_one_line(hippocampus_tiny: Path, tmp_path: Path
     assert str(missing) in capsys.readouterr().err
     assert medseg_main([*trusted, "--set", "epoch=1", "--check"]) != 0
     assert "did you mean 'epochs'" in capsys.readouterr().err
-    # The network is the bundle's: weights trained on another would not be the ones network_def builds.
-    assert medseg_main([*trusted, "--set", "model_options={filters: [8, 16]}", "--check"]) != 0
-    assert "model_options would change the network" in capsys.readouterr().err
-    assert medseg_main([*trusted, "--context-slices", "1", "--check"]) != 0
-    assert "context_slices would change the network" in capsys.readouterr().err
+    # The network is the bundle's: weights trained on another would not load into network_def's.
+    data = ["--dataset_dir", str(hippocampus_tiny), *medseg_sets("hippocampus_mri_3d")]
+    assert medseg_main([*trusted, *data, "--check"]) == 0
+    assert medseg_main([*trusted, *data, "--context-slices", "0", "--dims", "3", "--check"]) == 0
+    capsys.readouterr()
+    wider = "model_options={kernel_size: [3, 3, 3, 3], strides: [1, 2, 2, 2], filters: [8, 16, 32, 32]}"
+    slices = ["--dims", "2", "--set", "patch_size=[1, 32, 24]"]
+    for change in (["--set", wider], slices, [*slices, "--context-slices", "1"]):
+        assert medseg_main([*trusted, *data, *change, "--check"]) != 0
+        error = capsys.readouterr().err
+        assert "another network than the bundle's network_def" in error and len(error.splitlines()) == 1
+    # MONAI's runner, with the training keys changed behind network_def's back, is refused the same way.
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps what its components raise
+        monai_run(
+            config_file=str(bundle / "configs" / "train.json"),
+            bundle_root=str(bundle),
+            dataset_dir=str(hippocampus_tiny),
+            **monai_overrides("hippocampus_mri_3d"),
+            **{"training#model_options": yaml.safe_load(wider.partition("=")[2])},
+        )
+    assert isinstance(raised.value.__cause__, ConfigError)
+    assert "another network than the bundle's network_def" in str(raised.value.__cause__)
+    assert not (bundle / "models" / "model.pt").exists()
     assert medseg_main(["train", "--trust-bundle", "--bundle", str(tmp_path)]) != 0
     assert "configs/train.json" in capsys.readouterr().err
     assert medseg_main(["train", str(bundle / "configs" / "train.json"), "--bundle", str(bundle)]) != 0
