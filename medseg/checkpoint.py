@@ -170,8 +170,9 @@ def network_mismatch(trained: torch.nn.Module, target: torch.nn.Module) -> str |
     """Why the weights of `trained` would not be those of `target` (other classes, slice axis, parameter
     names or shapes), or None when they would: a bundle's ``network_def`` must build the network a run
     trains."""
-    if describe_network(trained) != describe_network(target):
-        return f"{describe_network(trained)} against {describe_network(target)}"
+    ours_described, theirs_described = describe_network(trained), describe_network(target)
+    if ours_described != theirs_described:
+        return f"{ours_described} against {theirs_described}"
     ours, theirs = trained.state_dict(), target.state_dict()
     for key in sorted(ours.keys() | theirs.keys()):
         here = tuple(ours[key].shape) if key in ours else "absent"

@@ -164,7 +164,7 @@ class Ensemble:
         interpolator = self._score_interpolator(tensor, image)
         del tensor
         zooming = len(settings.zooms) > 1
-        largest = zoomed_shape(voxels.shape[1:], max(settings.zooms), settings.slice_axis) if zooming else ()
+        largest = zoomed_shape(voxels.shape[1:], max(settings.zooms), settings.slice_axis)
         if zooming and self.num_classes * math.prod(largest) > ZOOMED_SCORE_VOXELS:
             raise InputError(
                 source,

@@ -8,9 +8,9 @@ networks a second and third look at every border. On the 44 validation radiograp
 lung bundle's two members went from Dice 0.9697 to 0.9701 with zooms 0.9, 0.95, 1.05 and 1.1
 (docs/benchmarks.md).
 
-Each factor costs a full sliding-window pass over an image of factor² (factor³ in 3D; slices are not
-zoomed along the axis a 2D network steps through) the size, and
-the averaged scores of every class are held in memory, so zooming is for images of moderate size.
+Each factor costs a full sliding-window pass over an image of factor² (factor³ in 3D) the size, and
+the averaged scores of every class are held in memory, so zooming is for images of moderate size. The
+slice axis of a 2D network run on 3D volumes is never zoomed: it would interpolate new slices.
 """
 
 from __future__ import annotations
