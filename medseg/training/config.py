@@ -112,6 +112,9 @@ class RunConfig:
     #: SGD momentum (Nesterov), as nnU-Net.
     momentum: float = 0.99
     schedule: str = "poly"
+    #: Validate and publish an exponential moving average of the weights with this decay per step (e.g.
+    #: 0.999: about the last thousand steps; `medseg.training.averaging`); None uses the weights as trained.
+    ema_decay: float | None = None
     #: None takes the plan's patch and batch sizes.
     patch_size: list[int] | None = None
     batch_size: int | None = None
@@ -238,6 +241,8 @@ def _check_values(config: RunConfig) -> None:
         )
     if config.fold == ALL_CASES and config.early_stopping is not None:
         raise ConfigError("early_stopping needs validation cases; fold all has none")
+    if config.ema_decay is not None and not 0 < config.ema_decay < 1:
+        raise ConfigError(f"ema_decay must be between 0 and 1 (or left out), got {config.ema_decay}")
     if config.dims not in (None, 2, 3):
         raise ConfigError(f"dims must be 2 or 3 (or left out), got {config.dims!r}")
     if config.context_slices is not None and (

@@ -7,7 +7,9 @@ volumes every `val_interval` epochs (`medseg.training.validation`), and writes t
 - ``best.pt`` (best mean validation Dice; without validation cases, fold ``all``, the latest epoch's
   weights) and ``last.pt`` (end of the latest epoch, or the moment of
   an interrupt), both `medseg.checkpoint` files that inference loads; ``last.pt`` also holds
-  the optimiser, scaler and RNG states, the position in the epoch and the history, for ``--resume``;
+  the optimiser, scaler and RNG states, the position in the epoch and the history, for ``--resume``.
+  With `RunConfig.ema_decay` both hold the averaged weights (`medseg.training.averaging`), which
+  are also the ones validated; ``last.pt`` keeps the trained weights beside them to resume from;
 - ``validation.json`` (the best validation), ``history.csv``/``.json``, ``training_curve.png``,
   TensorBoard events, ``config.yaml`` and ``plans.json``.
 
@@ -35,6 +37,7 @@ from medseg.runtime.compilation import compile_network
 from medseg.runtime.device import resolve_device
 from medseg.runtime.memory_format import channels_last_format, wants_channels_last
 from medseg.runtime.precision import Precision, resolve_precision
+from medseg.training.averaging import WeightAverage
 from medseg.training.config import RunConfig, save_config
 from medseg.training.experiment import Experiment, prepare
 from medseg.training.optim import SegmentationLoss, make_optimizer, set_learning_rate
@@ -57,6 +60,7 @@ RESUME_FIXED_KEYS = (
     "optimizer",
     "dims",
     "context_slices",
+    "ema_decay",
 )
 
 #: Called after every optimiser step with (global step, loss); raise KeyboardInterrupt to stop the run.
@@ -82,6 +86,7 @@ class Trainer:
             self.memory_format = channels_last_format(dim)
             model = model.to(memory_format=self.memory_format)
         self.model = model
+        self.average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
         self.network = distributed.wrap(model, context, device)
         if config.compile:
             self.network = compile_network(self.network, device)
@@ -98,6 +103,11 @@ class Trainer:
         self.epoch_losses: list[float] = []
         self.best_dice, self.validations_since_best = -math.inf, 0
         self.history: list[dict[str, Any]] = []
+
+    @property
+    def published(self) -> torch.nn.Module:
+        """The network validated and saved: the weight average when the run keeps one."""
+        return self.average.network if self.average else self.model
 
     # ----- checkpoints -----------------------------------------------------------------------------------
     def _save(self, name: str, full_state: bool, extra: dict[str, Any] | None = None) -> None:
@@ -121,10 +131,13 @@ class Trainer:
                 scaler=self.scaler.state_dict(),
                 rng=capture_rng(),
             )
+            if self.average:
+                trained = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+                training.update(trained_weights=trained, average_updates=self.average.updates)
         plan = dataclasses.asdict(self.experiment.plan)
         save_checkpoint(
             self.folder / name,
-            self.model,
+            self.published,
             self.experiment.model_config,
             plan,
             self.experiment.class_names,
@@ -145,7 +158,12 @@ class Trainer:
                     f"{self.folder / LAST}: cannot resume: {key} was {before!r}, "
                     f"the config now says {after!r}"
                 )
-        self.model.load_state_dict(state["state_dict"])
+        if self.average:
+            self.average.network.load_state_dict(state["state_dict"])
+            self.average.updates = training["average_updates"]
+            self.model.load_state_dict(training["trained_weights"])
+        else:
+            self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(training["optimizer"])
         self.scaler.load_state_dict(training["scaler"])
         restore_rng(training["rng"])
@@ -179,11 +197,13 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.average:
+            self.average.update(self.model)
         return float(loss.detach())
 
     def _validate(self, cases) -> dict[str, Any]:
         result = validate(
-            self.model,
+            self.published,
             cases,
             self.experiment.class_names,
             self.experiment.patch_size,
@@ -306,7 +326,7 @@ class Trainer:
             "best_mean_dice": self.best_dice,
             "history": self.history,
             "folder": str(self.folder),
-            "model": self.model,
+            "model": self.published,
         }
 
 
@@ -322,9 +342,9 @@ def fit(
     would train another one is refused before it starts.
 
     The summary has ``epochs``, ``steps``, ``seconds``, ``best_mean_dice``, ``history``, ``folder`` and
-    ``model`` (the network as trained to the end; ``best.pt`` holds the best validated one, or for fold
-    ``all`` the last epoch's). Torch's thread count and deterministic-algorithms flag are set for the
-    run and restored afterwards.
+    ``model`` (the network as trained to the end, its weight average with `RunConfig.ema_decay`;
+    ``best.pt`` holds the best validated one, or for fold ``all`` the last epoch's). Torch's thread
+    count and deterministic-algorithms flag are set for the run and restored afterwards.
     """
     device = resolve_device(config.device)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()

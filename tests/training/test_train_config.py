@@ -62,6 +62,7 @@ def test_unknown_key_names_the_key_and_the_valid_ones(manifest, tmp_path):
         ({"fold": 5}, r"fold must be in 0\.\.4"),
         ({"fold": "all", "early_stopping": 3}, r"early_stopping needs validation cases; fold all has none"),
         ({"context_slices": -1}, r"context_slices must be a whole number >= 0, got -1"),
+        ({"ema_decay": 1.0}, r"ema_decay must be between 0 and 1 \(or left out\), got 1\.0"),
         ({"precision": "fp8"}, r"precision must be one of auto, bf16, fp16, fp32"),
         ({"channels_last": "yes"}, r"channels_last must be auto, true or false, got 'yes'"),
     ],

@@ -97,8 +97,10 @@ def test_run_folder_holds_checkpoints_history_curve_and_events(trained):
     ]
 
 
-def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
-    """Deterministic mode: stop after 4 of 6 steps (mid-epoch), resume, and match an uninterrupted run."""
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path, ema_decay):
+    """Deterministic mode: stop after 4 of 6 steps (mid-epoch), resume, and match an uninterrupted run
+    (with a weight average too: it resumes from the saved average, training from the trained weights)."""
 
     def run(output, stop_at=None, resume=False):
         losses = []
@@ -108,7 +110,9 @@ def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
             if step == stop_at:
                 raise KeyboardInterrupt
 
-        config = config_from_dict(tiny_config(manifest, output, deterministic=True, val_interval=2))
+        config = config_from_dict(
+            tiny_config(manifest, output, deterministic=True, val_interval=2, ema_decay=ema_decay)
+        )
         try:
             summary = fit(config, resume=resume, on_step=record)
         except KeyboardInterrupt:
@@ -117,7 +121,9 @@ def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
 
     reference, full = run(tmp_path / "a")
     first, _ = run(tmp_path / "b", stop_at=4)
-    changed = tiny_config(manifest, tmp_path / "b", deterministic=True, val_interval=2, batch_size=3)
+    changed = tiny_config(
+        manifest, tmp_path / "b", deterministic=True, val_interval=2, batch_size=3, ema_decay=ema_decay
+    )
     with pytest.raises(
         ConfigError, match=r"b/last\.pt: cannot resume: batch_size was 2, the config now says 3"
     ):
@@ -128,6 +134,13 @@ def test_interrupted_run_resumes_with_the_same_losses(manifest, tmp_path):
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in full["history"]]
     for name, tensor in full["model"].state_dict().items():
         assert torch.equal(tensor, resumed["model"].state_dict()[name]), name
+    last = load_checkpoint(tmp_path / "a" / "last.pt")
+    published = last["state_dict"]  # what inference loads: the average, when the run keeps one
+    assert all(torch.equal(published[k], v) for k, v in full["model"].state_dict().items())
+    if ema_decay is not None:
+        trained = last["training"]["trained_weights"]
+        assert trained.keys() == published.keys()
+        assert not all(torch.equal(published[k], trained[k]) for k in trained)
 
 
 def test_compiled_training_follows_the_eager_losses_and_saves_plain_weights(manifest, tmp_path):
