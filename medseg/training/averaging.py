@@ -12,15 +12,13 @@ import copy
 
 import torch
 
-#: Sets how fast the decay ramps up (`ramped_decay`; TensorFlow's ``num_updates``): with a fixed 0.999
-#: the average would still be one third the random initial weights after a thousand steps.
-RAMP_UPDATES = 10
-
 
 def ramped_decay(decay: float, updates: int) -> float:
-    """The decay of update number `updates` (0 first): ``(1 + n) / (RAMP_UPDATES + n)`` (0.1 at first),
-    capped at `decay`, so the average forgets the initial weights within the first hundred steps."""
-    return min(decay, (1 + updates) / (RAMP_UPDATES + updates))
+    """The decay of update number `updates` (0 first): ``n / (n + 1)`` capped at `decay`. Until
+    ``1 / (1 - decay)`` updates the average is the plain mean of the weights after every step so far
+    (the first update copies them, so the random initial weights never count); then it is an exponential
+    average over about the last ``1 / (1 - decay)`` steps."""
+    return min(decay, updates / (updates + 1))
 
 
 class WeightAverage:

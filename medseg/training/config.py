@@ -112,8 +112,9 @@ class RunConfig:
     #: SGD momentum (Nesterov), as nnU-Net.
     momentum: float = 0.99
     schedule: str = "poly"
-    #: Validate and publish an exponential moving average of the weights with this decay per step (e.g.
-    #: 0.999: about the last thousand steps; `medseg.training.averaging`); None uses the weights as trained.
+    #: Validate and publish an average of the weights: the mean over every step so far, then, after
+    #: ``1 / (1 - ema_decay)`` steps, an exponential average with this decay (0.999: about the last
+    #: thousand steps; `medseg.training.averaging`). None uses the weights as trained.
     ema_decay: float | None = None
     #: None takes the plan's patch and batch sizes.
     patch_size: list[int] | None = None

@@ -50,7 +50,8 @@ from medseg.utils.atomic import remove_temporaries, write_text_atomic
 log = logging.getLogger(__name__)
 
 VALIDATION = "validation.json"
-#: Keys of the config that must not change when a run is resumed (the weights would not fit).
+#: Keys of the config that must not change when a run is resumed (the weights would not fit, or the
+#: saved weights would be averaged differently from here on).
 RESUME_FIXED_KEYS = (
     "model",
     "model_options",
@@ -86,8 +87,8 @@ class Trainer:
             self.memory_format = channels_last_format(dim)
             model = model.to(memory_format=self.memory_format)
         self.model = model
+        self.network = distributed.wrap(model, context, device)  # DDP gives every rank rank 0's weights
         self.average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
-        self.network = distributed.wrap(model, context, device)
         if config.compile:
             self.network = compile_network(self.network, device)
         self.loss = SegmentationLoss(

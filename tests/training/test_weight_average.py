@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
 import torch
 
 from medseg.training.averaging import WeightAverage, ramped_decay
@@ -14,11 +13,11 @@ def _network() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
 
 
-def test_the_decay_ramps_up_from_a_tenth_to_its_cap():
+def test_the_decay_grows_from_zero_to_its_cap():
     decays = [ramped_decay(0.99, n) for n in range(2000)]
-    assert decays[0] == pytest.approx(0.1)
+    assert decays[0] == 0  # the first update copies the trained weights
     assert all(a <= b for a, b in itertools.pairwise(decays))
-    assert max(decays) == 0.99 and decays[-1] == 0.99
+    assert decays[98] < 0.99 and decays[99] == 0.99 == decays[-1]
 
 
 def test_the_average_smooths_weights_that_oscillate_and_leaves_the_trained_ones_alone():
@@ -41,14 +40,16 @@ def test_the_average_smooths_weights_that_oscillate_and_leaves_the_trained_ones_
     assert not any(p.requires_grad for p in average.network.parameters())
 
 
-def test_the_first_updates_forget_the_initial_weights():
+def test_before_the_cap_the_average_is_the_mean_of_the_weights_after_each_step():
+    """The random initial weights never count; the k-th update weighs in at 1/k."""
     torch.manual_seed(0)
     network = _network()
     average = WeightAverage(network, decay=0.999)
+    start = [p.clone() for p in network.parameters()]
     with torch.no_grad():
-        for parameter in network.parameters():
-            parameter.add_(1.0)
-    for _ in range(100):
-        average.update(network)
-    for mine, theirs in zip(average.network.parameters(), network.parameters(), strict=True):
-        torch.testing.assert_close(mine, theirs, atol=1e-6, rtol=0)
+        for step in range(1, 51):
+            for parameter, initial in zip(network.parameters(), start, strict=True):
+                parameter.copy_(initial + step)
+            average.update(network)
+    for mine, initial in zip(average.network.parameters(), start, strict=True):
+        torch.testing.assert_close(mine, initial + 25.5)  # the mean of 1..50
