@@ -244,6 +244,12 @@ class Trainer:
         )
         validating = main and bool(exp.val_records)
         val_data = validation_dataset(exp.val_records, exp.plan, config.cache) if validating else None
+        if main and self.average:
+            log.info(
+                "validating and saving the average of the weights (ema_decay %g), not the weights as "
+                "trained; the training loss is that of the trained weights",
+                self.average.decay,
+            )
         if main and not validating:
             log.info(
                 "no validation cases (fold %s): %s will hold the last epoch's weights", config.fold, BEST
