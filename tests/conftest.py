@@ -1,7 +1,9 @@
-"""Shared fixtures: where the real datasets live (../shared/datasets beside the repository)."""
+"""Shared fixtures: where the real datasets live (../shared/datasets beside the repository), and the
+CPU share of each pytest-xdist worker."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +14,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Test helpers every test folder imports by module name (DICOM factory, tiny models, training fixtures).
 sys.path.insert(0, str(Path(__file__).with_name("helpers")))
 DATASETS_DIR = REPO_ROOT.parent / "shared" / "datasets"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs one worker per core), give each worker its share of the cores,
+    for torch here and for the medseg processes tests start: workers whose threads outnumber the cores
+    wait on each other and run many times slower."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, len(os.sched_getaffinity(0)) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture(scope="session")
