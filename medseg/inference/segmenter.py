@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from medseg.bundles import (
+    CONFIGS_DIR,
+    METADATA,
     bundle_card,
     find_bundle,
     inference_defaults,
@@ -56,8 +58,9 @@ ModelReference = str | os.PathLike | Sequence[str | os.PathLike]
 def resolve_model(
     reference: ModelReference, trust_bundle: bool = False
 ) -> tuple[list[Path], dict[str, Any], list[str]]:
-    """The checkpoint files of `reference`, the inference defaults of the first bundle among them, and
-    the cautions its bundles' cards ask every output to carry.
+    """The checkpoint files of `reference`, the inference defaults of the first bundle among them (with
+    its card's class names and version under `CARD_KEYS`), and the cautions its bundles' cards ask every
+    output to carry.
 
     A bare name that is not a path is looked up among the shipped bundles. Bundle folders that medseg
     did not ship need `trust_bundle` (their configs can run code).
@@ -69,6 +72,7 @@ def resolve_model(
     defaults: dict[str, Any] | None = None
     cautions: list[str] = []
     names: dict[int, str] = {}
+    version = ""
     for item in items:
         path = Path(item)
         if not path.exists() and (shipped := find_bundle(str(item))) is not None:
@@ -82,13 +86,23 @@ def resolve_model(
             require_trust(path, trust_bundle)
             if defaults is None:
                 defaults = inference_defaults(path)
-            card = bundle_card(path)
+        # A bundle's card (metadata.json: data, no code) also speaks for its models folder or a checkpoint
+        # in it, as inference.json run by MONAI loads them: their outputs carry the same caution and version.
+        in_bundle = is_bundle(path) and path.is_dir()
+        bundle = path if in_bundle else (path if path.is_dir() else path.parent).parent
+        if in_bundle or (bundle / CONFIGS_DIR / METADATA).is_file():
+            card = bundle_card(bundle)
             cautions += [card["caution"]] if card["caution"] and card["caution"] not in cautions else []
             names = names or card["output_names"]
+            version = version or card["version"]
         paths += checkpoint_paths([path])
-    if names:
-        defaults = {**(defaults or {}), "class_names": names}
-    return paths, defaults or {}, cautions
+    card_values = {"class_names": names, "model_version": version}
+    defaults = {**(defaults or {}), **{key: value for key, value in card_values.items() if value}}
+    return paths, defaults, cautions
+
+
+#: What `resolve_model`'s defaults carry from a bundle's card rather than from its inference.json.
+CARD_KEYS = ("class_names", "model_version")
 
 
 #: Class names that say nothing of the task: a binary model trained on unnamed masks.
@@ -129,12 +143,15 @@ class Segmenter:
         settings: WindowSettings,
         postprocessing: PostProcessing,
         cautions: Sequence[str] = (),
+        model_version: str | None = None,
     ):
         self.ensemble = ensemble
         self.settings = settings
         self.postprocessing = postprocessing
         #: Sentences every output of this model carries (from its bundle's card).
         self.cautions = list(cautions)
+        #: The bundle's version (its metadata.json), or None for a checkpoint or training run.
+        self.model_version = model_version
         self._digests = [file_digest(path) for path in ensemble.sources]
 
     @classmethod
@@ -164,7 +181,7 @@ class Segmenter:
         bundle's zooms off. Class lists name classes by name or value; an empty list means every class.
         """
         paths, defaults, cautions = resolve_model(model, trust_bundle)
-        settings_given = {key: value for key, value in defaults.items() if key != "class_names"}
+        settings_given = {key: value for key, value in defaults.items() if key not in CARD_KEYS}
         if settings_given:
             logger.info("bundle inference.json defaults: %s", json.dumps(settings_given))
         device = resolve_device(device)
@@ -195,7 +212,7 @@ class Segmenter:
             min_volume_ml=min_lesion_ml,
             fill_holes=class_values(fill_holes, ensemble.class_names),
         )
-        return cls(ensemble, settings, postprocessing, cautions)
+        return cls(ensemble, settings, postprocessing, cautions, defaults.get("model_version"))
 
     @property
     def device(self) -> str:

@@ -300,8 +300,14 @@ def test_lgg_tumour_bundles_train_on_slices_and_segment_volumes(
     assert state["model"]["slice_axis"] == 2 and state["plan"]["slice_axis"] == 2
     mask = assert_same_masks(outputs)
     assert mask.shape == nib.load(image).shape and set(np.unique(mask)) <= {0, 1}
-    for folder in outputs:  # inference.json keeps the largest tumour component
-        assert json.loads((folder / "result.json").read_text())["postprocessing"]["largest_component"] == [1]
+    version = json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
+    for (
+        folder
+    ) in outputs:  # inference.json keeps the largest tumour component; outputs name the bundle's version
+        result = json.loads((folder / "result.json").read_text())
+        assert result["postprocessing"]["largest_component"] == [1]
+        assert result["model"]["version"] == version
+        assert f"(version {version})" in (folder / "report.html").read_text()
 
 
 def test_abdomen_ct_bundle_on_dicom(phantom_tiny: Path, tmp_path: Path):
